@@ -1,0 +1,1 @@
+"""The engine REST API and the WebSocket protocol handlers."""

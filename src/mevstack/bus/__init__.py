@@ -1,0 +1,1 @@
+"""Event bus: one interface, an in-process implementation and a Redis implementation."""

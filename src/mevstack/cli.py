@@ -1,0 +1,169 @@
+"""The ``mevstack`` command line: argument parsing and dispatch to the feature packages.
+
+A user mistake (bad config, unreachable node, wrong password) is one line on stderr and a non-zero
+exit, never a traceback.  Commands whose feature is not built yet say so plainly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mevstack import __version__
+from mevstack.config import DEFAULT_CONFIG_PATH, Settings, load_settings
+from mevstack.errors import MevstackError, NotBuiltError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _not_built(feature: str, issue: int) -> NotBuiltError:
+    return NotBuiltError(f"{feature} is not built yet (tracked in issue #{issue})")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built("`mevstack up` (engine + gateway + WebSocket + dashboard)", 8)
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built("`mevstack engine`", 8)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built("`mevstack gateway`", 8)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built("`mevstack dashboard`", 9)
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    raise _not_built("`mevstack devnet`", 2)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    raise _not_built("`mevstack demo`", 9)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built("`mevstack scan`", 5)
+
+
+def cmd_executor_deploy(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built("`mevstack executor deploy`", 6)
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built("`mevstack token create`", 8)
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise _not_built(f"`mevstack key {args.key_command}`", 7)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        metavar="FILE",
+        help="config file (default: ./mevstack.toml)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="mevstack", description="MEV infrastructure: scan, simulate, execute, serve."
+    )
+    parser.add_argument("--version", action="version", version=f"mevstack {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("up", cmd_up, "all services in one process (engine, gateway, WebSocket, dashboard)")
+    engine = add("engine", cmd_engine, "one engine replica")
+    engine.add_argument("--port", type=int, help="API port (default: server.engine_port)")
+    engine.add_argument("--standby", action="store_true", help="run as the hot standby replica")
+
+    devnet = add("devnet", cmd_devnet, "start the local multi-chain devnet and write its config")
+    devnet.add_argument("--out", type=Path, default=Path("devnet.toml"), metavar="FILE")
+    devnet.add_argument("--activity", action="store_true", help="run noise traders")
+    devnet.add_argument(
+        "--chains",
+        default="ethereum,arbitrum,optimism,polygon,base",
+        help="comma-separated chains to start (default: all five)",
+    )
+    devnet.add_argument("--base-port", type=int, default=8545, help="first anvil port")
+    devnet.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.25,
+        help="block time = real block time x this factor (default 0.25)",
+    )
+
+    add("demo", cmd_demo, "devnet + market activity + the whole stack")
+    add("gateway", cmd_gateway, "the REST gateway (8093) and the WebSocket (8094)")
+    add("dashboard", cmd_dashboard, "the web dashboard (5002)")
+
+    scan = add("scan", cmd_scan, "scan the latest block of every chain once")
+    scan.add_argument("--once", action="store_true", required=True)
+    scan.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    scan.add_argument("--partial", action="store_true", help="print what reachable chains gave")
+
+    executor = sub.add_parser("executor", help="the executor contract")
+    executor_sub = executor.add_subparsers(dest="executor_command", required=True)
+    deploy = executor_sub.add_parser(
+        "deploy", parents=[common], help="compile and deploy the executor contract"
+    )
+    deploy.add_argument("--chain", required=True, metavar="NAME")
+    deploy.add_argument("--owner", metavar="ADDR")
+    deploy.set_defaults(handler=cmd_executor_deploy)
+
+    token = sub.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", parents=[common], help="mint an API token")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", required=True, help="comma-separated: read,trade,admin")
+    create.set_defaults(handler=cmd_token_create)
+
+    key = sub.add_parser("key", help="the operator key")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    for name, text in (
+        ("new", "create a new keystore"),
+        ("import", "import a private key into the keystore"),
+        ("address", "print the operator address"),
+    ):
+        key_sub.add_parser(name, parents=[common], help=text).set_defaults(handler=cmd_key)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except MevstackError as exc:
+        print(f"mevstack: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

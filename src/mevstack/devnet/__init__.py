@@ -1,0 +1,1 @@
+"""The local devnet: anvil chains, real Uniswap deployments, and market activity."""

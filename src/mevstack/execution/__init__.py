@@ -1,0 +1,1 @@
+"""Execution: executor contract, simulation, signing, nonces, routes, tracking, risk."""

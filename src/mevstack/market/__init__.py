@@ -1,0 +1,1 @@
+"""Markets: exact DEX pool math, pool discovery and log-driven pool state."""

@@ -1,0 +1,1 @@
+"""Observability: structured JSON logging and the Prometheus metrics registry."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables and Alembic migrations; SQLite by default, PostgreSQL by URL."""

@@ -1,0 +1,1 @@
+"""Strategies: pure functions from pool state to opportunities (arbitrage, backrun)."""
