@@ -1,0 +1,1 @@
+"""The engine: wires chains, markets, strategies, execution and services into one process."""
