@@ -1,0 +1,121 @@
+"""The Redis bus against a Redis of its own that is stopped and restarted under it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from mevstack.bus import BusError, RedisBus
+from mevstack.devnet.anvil import free_port
+from tests.bus.conftest import wait_until
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port, without persistence (a restart loses data)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if Redis(port=self.port, socket_connect_timeout=0.2).ping():
+                    return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)  # readiness poll of a child process, bounded by the deadline
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_reader_and_publisher_survive_a_redis_restart(redis_server: RedisServer) -> None:
+    bus = RedisBus(redis_server.url, namespace="restart")
+    try:
+        sub = await bus.subscribe("survivor", maxsize=100)
+        for n in range(3):
+            await bus.publish("block.new", "ethereum", {"n": n})
+        await wait_until(lambda: sub.depth == 3)
+
+        await asyncio.to_thread(redis_server.stop)
+        with pytest.raises(BusError, match="unreachable"):
+            await bus.publish("block.new", "ethereum", {"n": "lost"})
+        await asyncio.to_thread(redis_server.start)
+
+        # The restarted Redis is empty; the reader restores the sequence as it reconnects, so
+        # even a process that never saw seq 1..3 continues from 4.
+        def restored() -> bool:
+            with Redis(port=redis_server.port) as client:
+                raw = client.get("restart:seq")
+            return raw is not None and int(raw) >= 3
+
+        await wait_until(restored, within=10)
+        newcomer = RedisBus(redis_server.url, namespace="restart")
+        try:
+            assert (await newcomer.publish("block.new", "ethereum", {"n": 3})).seq == 4
+        finally:
+            await newcomer.aclose()
+        assert (await bus.publish("block.new", "ethereum", {"n": 4})).seq == 5
+        await wait_until(lambda: sub.depth == 5, within=10)
+        async with asyncio.timeout(5):
+            got = [await sub.get() for _ in range(5)]
+        assert [e.seq for e in got] == [1, 2, 3, 4, 5]
+        assert [e.data["n"] for e in got] == [0, 1, 2, 3, 4]
+        assert not sub.overflowed
+    finally:
+        await bus.aclose()
+
+
+async def test_unreachable_redis_is_one_clear_error() -> None:
+    bus = RedisBus(f"redis://user:pw@127.0.0.1:{free_port()}/0", namespace="nobody", timeout=0.5)
+    try:
+        with pytest.raises(
+            BusError, match=r"redis bus at redis://\*\*\*@127.0.0.1:\d+/0 unreachable"
+        ):
+            await bus.publish("block.new", None, {})
+        with pytest.raises(BusError, match="unreachable"):
+            await bus.subscribe("x")
+    finally:
+        await bus.aclose()
