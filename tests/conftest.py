@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from mevstack.devnet.anvil import Anvil
+from mevstack.devnet.deploy import ChainDeployment, deploy_chain
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +19,36 @@ def anvil() -> Iterator[Anvil]:
     """
     with Anvil(chain_id=31337) as node:
         yield node
+
+
+@pytest.fixture(scope="session")
+def devnet_chain() -> Iterator[tuple[Anvil, ChainDeployment]]:
+    """One automining anvil (chain id 1) with WETH9, tokens, two V2 DEXes and V3, all seeded.
+
+    Shared by the whole session: tests that change state use ``chain_snapshot``.
+    """
+    with Anvil(chain_id=1, balance_eth=1_000_000) as node:
+        yield node, deploy_chain(node.rpc_url)
+
+
+def _rpc(url: str, method: str, params: list[object]) -> object:
+    answer = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=30
+    ).json()
+    if "error" in answer:
+        raise RuntimeError(f"{method}: {answer['error']}")
+    return answer["result"]
+
+
+@pytest.fixture
+def chain_snapshot(
+    devnet_chain: tuple[Anvil, ChainDeployment],
+) -> Iterator[tuple[Anvil, ChainDeployment]]:
+    """``devnet_chain`` with an ``evm_snapshot`` taken before the test and reverted after."""
+    node, deployment = devnet_chain
+    snapshot = _rpc(node.rpc_url, "evm_snapshot", [])
+    try:
+        yield node, deployment
+    finally:
+        if _rpc(node.rpc_url, "evm_revert", [snapshot]) is not True:
+            raise RuntimeError("evm_revert failed: the devnet chain state leaked between tests")

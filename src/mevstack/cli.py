@@ -37,8 +37,15 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built("`mevstack gateway`", 8)
+    import asyncio
+
+    from mevstack.gateway.server import serve_gateway
+    from mevstack.obs.log import configure_logging
+
+    settings = _settings(args)
+    configure_logging(args.log_level)
+    asyncio.run(serve_gateway(settings))
+    return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -47,7 +54,19 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
-    raise _not_built("`mevstack devnet`", 2)
+    from mevstack.devnet.command import DevnetOptions, run_devnet
+
+    return run_devnet(
+        DevnetOptions(
+            out=args.out,
+            chains=args.chains,
+            base_port=args.base_port,
+            time_scale=args.time_scale,
+            activity=args.activity,
+            seed=args.seed,
+            log_dir=args.log_dir,
+        )
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -60,18 +79,57 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_executor_deploy(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built("`mevstack executor deploy`", 6)
+    import asyncio
+
+    from mevstack.execution.deploy import deploy_from_settings
+
+    deployed = asyncio.run(deploy_from_settings(_settings(args), args.chain, args.owner))
+    for warning in deployed.warnings:
+        print(f"mevstack: warning: {warning}", file=sys.stderr)
+    print(f"executor deployed on chain {args.chain} (id {deployed.chain_id})")
+    print(f"operator: {deployed.operator}")
+    print(f"owner: {deployed.owner}")
+    print(deployed.address)
+    return 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built("`mevstack token create`", 8)
+    import asyncio
+
+    from mevstack.api.auth import create_token
+    from mevstack.api.store_view import StoreTokens
+    from mevstack.gateway.server import open_store
+
+    settings = _settings(args)
+    store = open_store(settings)
+    try:
+        token, record = asyncio.run(create_token(StoreTokens(store), args.name, args.scopes))
+    finally:
+        store.close()
+    print(
+        f"token {record.name!r} ({','.join(record.scopes)}); shown once, only its hash is kept:",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
 
 
 def cmd_key(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built(f"`mevstack key {args.key_command}`", 7)
+    import os
+
+    from mevstack.execution.keystore_cli import key_address, key_import, key_new
+
+    settings = _settings(args)
+    if args.key_command == "new":
+        address = key_new(settings, os.environ)
+        print(f"created keystore {settings.execution.keystore}", file=sys.stderr)
+    elif args.key_command == "import":
+        address = key_import(settings, os.environ, sys.stdin)
+        print(f"imported into keystore {settings.execution.keystore}", file=sys.stderr)
+    else:
+        address = key_address(settings)
+    print(address)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,9 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="block time = real block time x this factor (default 0.25)",
     )
+    devnet.add_argument("--seed", type=int, default=0, help="seed of prices and noise trades")
+    devnet.add_argument(
+        "--log-dir", type=Path, default=None, metavar="DIR", help="write anvil logs here"
+    )
 
     add("demo", cmd_demo, "devnet + market activity + the whole stack")
-    add("gateway", cmd_gateway, "the REST gateway (8093) and the WebSocket (8094)")
+    gateway = add("gateway", cmd_gateway, "the REST gateway (8093) and the WebSocket (8094)")
+    gateway.add_argument("--log-level", default="info", help="debug, info, warning or error")
     add("dashboard", cmd_dashboard, "the web dashboard (5002)")
 
     scan = add("scan", cmd_scan, "scan the latest block of every chain once")

