@@ -1,0 +1,232 @@
+"""Opportunity → trade: risk gate, simulation gate, write-ahead row, sign, send.
+
+Order of one execution (:meth:`Pipeline.execute`):
+
+1. the trading state's risk check (kill switch, mode, pause, blocklist, limits);
+2. the executor's simulation in the next block's context (``prepare_execute``); refused unless it
+   succeeds with ``net = balance change − gas_limit × max_fee ≥ min_net_profit_wei`` (the gas is
+   priced at the worst case the transaction can pay).  The contract's ``min_profit`` is then set
+   to exactly that worst-case gas plus the minimum, so on chain it reverts rather than lose, and
+   the final transaction is simulated once more;
+3. ``paper`` mode stops here and records what would have happened (status ``cancelled``);
+4. the trade row is written (``pending``, with the lease's fencing epoch) **before** signing;
+5. the submitter reserves the nonce, signs behind the kill switch and the lease fence, records
+   the hash on the row, then sends; the row becomes ``submitted`` or ``failed``.
+
+Every refusal is returned with its reason, audited, and marks the opportunity ``rejected`` when
+the store knows it.  Net profit in native wei needs the cycle to start in the wrapped native
+token (other start tokens are refused until a valuation is wired in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+
+from mevstack.chain.rpc import JsonRpc
+from mevstack.errors import MevstackError
+from mevstack.execution.encode import ExecuteArgs, encode_execute
+from mevstack.execution.lease import ExecutionLease
+from mevstack.execution.risk import Candidate
+from mevstack.execution.routes import RouteKind, SignedTx, Submitter
+from mevstack.execution.simulate import (
+    ExecutionSimulation,
+    TxRequest,
+    next_block_context,
+    prepare_execute,
+    simulate_execute,
+)
+from mevstack.execution.trading_state import TradingState
+from mevstack.store import NotFound, Store, Trade
+
+Publish = Callable[[str, str | None, Mapping[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainContext:
+    """What the pipeline needs to know about its chain."""
+
+    name: str
+    chain_id: int
+    block_time: float
+    wrapped_native: str
+    executor: str
+    route: RouteKind
+    min_net_profit_wei: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """An opportunity made executable: the executor call and what the gate checks."""
+
+    opportunity_id: str | None
+    args: ExecuteArgs
+    expires_at_block: int
+    priority_fee: int
+    trigger: TxRequest | None = None  # a backrun's trigger, simulated first
+    trigger_raw: str | None = None  # and sent first in the bundle
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    trade: Trade | None
+    refused: str | None = None
+    simulation: ExecutionSimulation | None = None
+    signed: SignedTx | None = None
+
+
+class Pipeline:
+    """Executes plans on one chain for one operator account."""
+
+    def __init__(
+        self,
+        *,
+        chain: ChainContext,
+        rpc: JsonRpc,
+        store: Store,
+        state: TradingState,
+        submitter: Submitter,
+        lease: ExecutionLease,
+        operator: str,
+        publish: Publish | None = None,
+    ) -> None:
+        self.chain = chain
+        self.rpc = rpc
+        self.store = store
+        self.state = state
+        self.submitter = submitter
+        self.lease = lease
+        self.operator = to_checksum_address(operator)
+        self.publish = publish
+
+    async def _refuse(self, plan: Plan, reason: str, sim: ExecutionSimulation | None) -> Outcome:
+        self.store.audit(
+            "pipeline",
+            "trade.refused",
+            {"chain": self.chain.name, "opportunity_id": plan.opportunity_id, "reason": reason},
+        )
+        if plan.opportunity_id is not None:
+            # not every plan comes from a stored opportunity (API calls, tests)
+            with contextlib.suppress(NotFound):
+                self.store.set_opportunity_status(plan.opportunity_id, "rejected")
+        return Outcome(None, reason, sim)
+
+    async def _event(self, name: str, trade: Trade) -> None:
+        if self.publish is not None:
+            await self.publish(name, self.chain.name, trade.to_json())
+
+    async def execute(self, plan: Plan, *, candidate: Candidate, auto: bool = False) -> Outcome:
+        """Run ``plan`` through the gates and, if it passes, sign and send it."""
+        if auto and not self.state.auto_execute:
+            return await self._refuse(plan, "auto_execute is off", None)
+        decision = self.state.check(candidate)
+        if not decision.ok:
+            return await self._refuse(plan, decision.reason or "refused by risk", None)
+        args = plan.args
+        if to_checksum_address(args.start_token) != to_checksum_address(self.chain.wrapped_native):
+            return await self._refuse(plan, "start token is not the wrapped native token", None)
+        tx, sim = await prepare_execute(
+            self.rpc,
+            executor=self.chain.executor,
+            operator=self.operator,
+            args=args,
+            priority_fee=plan.priority_fee,
+            block_time=self.chain.block_time,
+            before=[plan.trigger] if plan.trigger is not None else [],
+        )
+        if not sim.success:
+            return await self._refuse(plan, f"simulation reverted: {sim.revert_reason}", sim)
+        worst_gas_cost = tx.gas * tx.max_fee_per_gas
+        net = sim.balance_change - worst_gas_cost
+        if net < max(self.chain.min_net_profit_wei, 1):
+            return await self._refuse(
+                plan,
+                f"net profit {net} wei after gas {worst_gas_cost} wei is below "
+                f"min_net_profit_wei {self.chain.min_net_profit_wei}",
+                sim,
+            )
+        # the contract itself refuses to land below the worst-case gas plus the minimum
+        args = dataclasses.replace(args, min_profit=worst_gas_cost + self.chain.min_net_profit_wei)
+        tx = dataclasses.replace(tx, data=encode_execute(args))
+        context = await next_block_context(self.rpc, block_time=self.chain.block_time)
+        before = [plan.trigger] if plan.trigger is not None else []
+        sim = await simulate_execute(self.rpc, tx, args, context=context, before=before)
+        if not sim.success:
+            return await self._refuse(plan, f"final simulation reverted: {sim.revert_reason}", sim)
+        trade = Trade(
+            id=uuid.uuid4().hex,
+            chain=self.chain.name,
+            route=self.chain.route,
+            token=to_checksum_address(args.start_token),
+            opportunity_id=plan.opportunity_id,
+            amount_in=args.amount_in,
+            expected_profit=sim.balance_change,
+        )
+        if self.state.mode == "paper":
+            stored = self.store.insert_trade(
+                dataclasses.replace(
+                    trade, status="cancelled", error="paper mode: simulated, not signed"
+                )
+            )
+            return Outcome(stored, None, sim)
+        epoch = await self.lease.check()
+        stored = self.store.insert_trade(dataclasses.replace(trade, fencing_epoch=epoch))
+        self.state.set_in_flight(self.chain.name, self.state.in_flight.get(self.chain.name, 0) + 1)
+
+        def build(nonce: int) -> dict[str, Any]:
+            return {
+                "type": 2,
+                "chainId": self.chain.chain_id,
+                "nonce": nonce,
+                "to": tx.to,
+                "value": tx.value,
+                "data": tx.data,
+                "gas": tx.gas,
+                "maxFeePerGas": tx.max_fee_per_gas,
+                "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
+            }
+
+        def on_signed(signed: SignedTx) -> None:
+            # the hash is on the row before the transaction can be on the wire
+            self.store.update_trade(stored.id, tx_hashes=(signed.hash,))
+
+        try:
+            signed, sent = await self.submitter.submit(
+                build,
+                target_block=context.number,
+                expires_at_block=plan.expires_at_block,
+                trigger_raw=plan.trigger_raw,
+                on_signed=on_signed,
+            )
+        except MevstackError as exc:
+            self._done_in_flight()
+            failed = self.store.update_trade(stored.id, status="failed", error=str(exc)[:500])
+            await self._event("trade.failed", failed)
+            return Outcome(failed, None, sim)
+        if not sent.consumed:
+            self._done_in_flight()
+            failed = self.store.update_trade(
+                stored.id,
+                status="failed",
+                error=f"not included by block {plan.expires_at_block}",
+            )
+            await self._event("trade.failed", failed)
+            return Outcome(failed, None, sim, signed)
+        submitted = self.store.update_trade(
+            stored.id, status="submitted", tx_hashes=tuple(h for h in sent.tx_hashes)
+        )
+        await self._event("trade.submitted", submitted)
+        if plan.opportunity_id is not None:
+            with contextlib.suppress(NotFound):
+                self.store.set_opportunity_status(plan.opportunity_id, "submitted")
+        return Outcome(submitted, None, sim, signed)
+
+    def _done_in_flight(self) -> None:
+        count = self.state.in_flight.get(self.chain.name, 0)
+        self.state.set_in_flight(self.chain.name, max(0, count - 1))
