@@ -1,0 +1,103 @@
+"""Serving the engine API: building its parts from the settings and running it under uvicorn.
+
+``build_authenticator`` is shared with the gateway, so both accept the same API tokens (config
+and store) and the same session tokens (one secret in the state dir).  ``running_engine_api``
+serves an app for an :class:`EngineView`; the engine runtime passes its own view, and until it
+exists ``StoreView`` serves opportunities and trades from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+
+from mevstack.api.app import create_app
+from mevstack.api.auth import (
+    Authenticator,
+    SessionSigner,
+    load_or_create_secret,
+    records_from_config,
+)
+from mevstack.api.store_view import StoreTokens
+from mevstack.api.view import EngineView
+from mevstack.config import Settings
+from mevstack.errors import MevstackError
+from mevstack.store import Store
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+class ServeError(MevstackError):
+    """A service cannot start (port taken, bad address)."""
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"{what}: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def open_store(settings: Settings) -> Store:
+    url = settings.database.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        # The default relative SQLite path lives in the state dir; make sure it exists.
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return Store.open(url)
+
+
+def build_authenticator(settings: Settings, store: Store | None) -> Authenticator:
+    signer = SessionSigner(load_or_create_secret(settings.engine.state_dir))
+    return Authenticator(
+        config_tokens=records_from_config(settings.auth.tokens),
+        store=None if store is None else StoreTokens(store),
+        signer=signer,
+        public_read=settings.server.public_read,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_uvicorn(
+    app: object, host: str, port: int, what: str
+) -> AsyncIterator[tuple[uvicorn.Server, asyncio.Task[None]]]:
+    """``app`` listening on host:port until the block exits (or uvicorn catches a signal)."""
+    check_port_free(host, port, what)
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            while not server.started:
+                if task.done():
+                    await task
+                    raise ServeError(f"{what}: the server stopped during startup")
+                await asyncio.sleep(0.01)
+        yield server, task
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def serve_engine_api(
+    settings: Settings, view: EngineView, store: Store | None, *, port: int | None = None
+) -> None:
+    """Serve the engine API on ``port`` (default ``server.engine_port``) until interrupted."""
+    app = create_app(view=view, authenticator=build_authenticator(settings, store))
+    bind = settings.server.engine_port if port is None else port
+    async with running_uvicorn(app, settings.server.host, bind, "engine API") as (_, task):
+        await asyncio.shield(task)

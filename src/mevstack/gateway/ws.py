@@ -1,0 +1,410 @@
+"""The WebSocket event stream (port 8094): the DESIGN.md protocol on top of the bus.
+
+One hub task follows the bus and fans each event out to the connected clients.  Every client
+has its own bounded queue and its own writer task, so the hub never waits for a socket:
+
+* ``gas.price`` and ``node.status`` are coalesced: while one is waiting to be sent, a newer one
+  for the same chain (and node) replaces it in place, so a slow reader gets the latest value;
+* every other event (trades above all) is queued in order and never dropped or merged; a client
+  whose queue is full is disconnected with a reason (close code 4008) and counted, instead of
+  slowing the others or silently missing a trade;
+* ``since`` replays from the bus's bounded buffer before the live events, with no gap and no
+  duplicate (the replay covers exactly the seqs the hub had handled when the client subscribed);
+  when the buffer no longer reaches back, the client gets ``{"type": "resync", "reason"}``.
+
+Heartbeats are WebSocket ping frames (the ``websockets`` keepalive).  The Origin header, when
+present, must be one of ``cors_origins``; clients without an Origin (non-browsers) are accepted.
+A bad message gets ``{"type": "error", "error": "…"}`` and the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
+
+from mevstack.api.auth import Authenticator, AuthError, Principal
+from mevstack.bus import Bus, ReplayGap, SubscriptionClosed, SubscriptionOverflow
+from mevstack.events import EVENT_NAMES, Event, EventName
+from mevstack.obs import metrics
+
+log = logging.getLogger(__name__)
+
+COALESCED = frozenset({EventName.GAS_PRICE.value, EventName.NODE_STATUS.value})
+SLOW_CLIENT_CLOSE_CODE = 4008
+DEFAULT_CLIENT_QUEUE = 1000
+MAX_MESSAGE_BYTES = 64 * 1024
+CLOSE_GRACE_S = 5.0
+
+CLIENTS = metrics.gauge("mevstack_ws_clients", "Connected WebSocket clients.")
+SENT = metrics.counter("mevstack_ws_sent_messages_total", "Event messages sent to WS clients.")
+DROPPED = metrics.counter(
+    "mevstack_ws_dropped_messages_total",
+    "Events not delivered because the client was too slow and was disconnected.",
+)
+COALESCED_TOTAL = metrics.counter(
+    "mevstack_ws_coalesced_messages_total",
+    "gas.price / node.status updates replaced by a newer one before being sent.",
+)
+DISCONNECTS = metrics.counter(
+    "mevstack_ws_disconnects_total", "WebSocket disconnections by cause.", ["result"]
+)
+
+
+class ProtocolError(Exception):
+    """A client message that cannot be honoured; its text goes back in an error frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Replay:
+    since: int
+    upto: int
+
+
+_Item = dict[str, Any] | Event | tuple[str, str | None, str | None] | _Replay
+
+
+def _coalesce_key(event: Event) -> tuple[str, str | None, str | None]:
+    node = event.data.get("url") if event.event.value == EventName.NODE_STATUS.value else None
+    return (event.event.value, event.chain, node if isinstance(node, str) else None)
+
+
+def _names(value: Any, field: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError(f"{field!r} must be a list of strings")
+    return list(dict.fromkeys(value))
+
+
+def _bearer_token(header: str) -> str:
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+class Client:
+    """One connection: its filters, its bounded queue and the writer that drains it."""
+
+    def __init__(self, server: WsServer, ws: ServerConnection, maxsize: int) -> None:
+        self.server = server
+        self.ws = ws
+        self.maxsize = maxsize
+        self.principal: Principal | None = None
+        self.filters: dict[str, frozenset[str] | None] = {}
+        self.queue: deque[_Item] = deque()
+        self.latest: dict[tuple[str, str | None, str | None], Event] = {}
+        self.wake = asyncio.Event()
+        self.min_seq = 0
+        self.closed = False
+
+    # --- hub side (synchronous: never waits for the socket) ---------------------------------
+
+    def wants(self, event: Event) -> bool:
+        name = event.event.value
+        if name not in self.filters or event.seq <= self.min_seq:
+            return False
+        chains = self.filters[name]
+        return chains is None or event.chain is None or event.chain in chains
+
+    def offer(self, event: Event) -> None:
+        if self.closed or not self.wants(event):
+            return
+        if event.event.value in COALESCED:
+            key = _coalesce_key(event)
+            if key in self.latest:
+                self.latest[key] = event
+                COALESCED_TOTAL.inc()
+                return
+            self.latest[key] = event
+            self.push(key)
+            return
+        self.push(event)
+
+    def push(self, item: _Item) -> None:
+        if self.closed:
+            return
+        if len(self.queue) >= self.maxsize:
+            self.disconnect_slow()
+            return
+        self.queue.append(item)
+        self.wake.set()
+
+    def disconnect_slow(self) -> None:
+        lost = sum(1 for i in self.queue if isinstance(i, Event | tuple)) + 1
+        DROPPED.inc(lost)
+        DISCONNECTS.labels(result="slow_consumer").inc()
+        reason = f"slow consumer: more than {self.maxsize} messages waiting; reconnect with since"
+        self.shutdown(SLOW_CLIENT_CLOSE_CODE, reason)
+
+    def shutdown(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.queue.clear()
+        self.latest.clear()
+        self.wake.set()
+        self.server.spawn(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        # The close frame waits behind what the client has not read yet: give a slow but live
+        # client a few seconds to read through to the reason, then drop the TCP connection.
+        try:
+            async with asyncio.timeout(CLOSE_GRACE_S):
+                await self.ws.close(code, reason)
+        except TimeoutError:
+            self.ws.transport.abort()
+
+    # --- writer side ------------------------------------------------------------------------
+
+    async def write_loop(self) -> None:
+        while True:
+            while not self.queue:
+                if self.closed:
+                    return
+                self.wake.clear()
+                await self.wake.wait()
+            item = self.queue.popleft()
+            if isinstance(item, tuple):
+                event = self.latest.pop(item, None)
+                if event is not None:
+                    await self.send_event(event)
+            elif isinstance(item, Event):
+                await self.send_event(item)
+            elif isinstance(item, _Replay):
+                await self.replay(item)
+            else:
+                await self.ws.send(orjson.dumps(item).decode())
+
+    async def send_event(self, event: Event) -> None:
+        await self.ws.send(orjson.dumps(event.to_wire()).decode())
+        SENT.inc()
+
+    async def replay(self, request: _Replay) -> None:
+        try:
+            missed = await self.server.bus.replay(request.since)
+        except ReplayGap as exc:
+            await self.ws.send(orjson.dumps({"type": "resync", "reason": str(exc)}).decode())
+            return
+        for event in missed:
+            if event.seq > request.upto:
+                break
+            if self.wants(event):
+                await self.send_event(event)
+
+    # --- reader side ------------------------------------------------------------------------
+
+    async def handle(self, raw: str | bytes) -> None:
+        try:
+            await self.dispatch(raw)
+        except ProtocolError as exc:
+            self.push({"type": "error", "error": str(exc)})
+
+    async def dispatch(self, raw: str | bytes) -> None:
+        if isinstance(raw, bytes):
+            raise ProtocolError("binary frames are not supported: send JSON text")
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProtocolError("message is not valid JSON") from None
+        if not isinstance(message, dict):
+            raise ProtocolError("message must be a JSON object with a 'type'")
+        kind = message.get("type")
+        if kind == "ping":
+            self.push({"type": "pong"})
+        elif kind == "auth":
+            await self.authenticate(message.get("token"))
+        elif kind == "subscribe":
+            self.subscribe(message)
+        elif kind == "unsubscribe":
+            self.unsubscribe(message)
+        else:
+            shown = kind if isinstance(kind, str) and len(kind) <= 32 else "?"
+            raise ProtocolError(
+                f"unknown message type {shown!r} (use auth, subscribe, unsubscribe or ping)"
+            )
+
+    async def authenticate(self, token: Any) -> None:
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("auth needs a 'token' string")
+        try:
+            principal = await self.server.authenticator.authenticate(token)
+        except AuthError as exc:
+            raise ProtocolError(f"authentication failed: {exc}") from None
+        if principal is None or not principal.allows("read"):
+            raise ProtocolError("authentication failed: the token lacks the 'read' scope")
+        self.principal = principal
+        self.push({"type": "authenticated", "name": principal.name})
+
+    def subscribe(self, message: dict[str, Any]) -> None:
+        expires = None if self.principal is None else self.principal.expires_at
+        if expires is not None and expires <= time.time():
+            self.principal = None
+            raise ProtocolError("session token expired: log in again and send a new auth message")
+        if self.principal is None and not self.server.authenticator.public_read:
+            raise ProtocolError('authentication required: send {"type": "auth", "token": …}')
+        events = _names(message.get("events"), "events")
+        if not events:
+            raise ProtocolError("'events' must name at least one event")
+        unknown = sorted(set(events) - EVENT_NAMES)
+        if unknown:
+            raise ProtocolError(f"unknown event {unknown[0]!r}")
+        chains_raw = message.get("chains")
+        chains = None if chains_raw is None else frozenset(_names(chains_raw, "chains"))
+        since = message.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
+            raise ProtocolError("'since' must be a non-negative integer seq")
+        if since is not None and since < 0:
+            raise ProtocolError("'since' must be a non-negative integer seq")
+        for name in events:
+            self.filters[name] = chains
+        self.push({"type": "subscribed", "events": sorted(self.filters)})
+        if since is not None:
+            # Everything the hub handled up to now comes from the replay buffer; what it handles
+            # next arrives live (queued after this marker), so nothing is missed or repeated.
+            upto = self.server.hub_seq
+            if since < upto:
+                self.push(_Replay(since, upto))
+            else:
+                self.min_seq = since
+
+    def unsubscribe(self, message: dict[str, Any]) -> None:
+        events = _names(message.get("events"), "events")
+        for name in events:
+            self.filters.pop(name, None)
+        self.push({"type": "unsubscribed", "events": events})
+
+
+class WsServer:
+    """Owns the hub task and the connections; ``start`` binds, ``aclose`` stops everything."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        authenticator: Authenticator,
+        *,
+        cors_origins: Iterable[str] = (),
+        client_queue: int = DEFAULT_CLIENT_QUEUE,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+    ) -> None:
+        self.bus = bus
+        self.authenticator = authenticator
+        self.origins: list[Origin | None] = [Origin(o) for o in cors_origins] + [None]
+        self.client_queue = client_queue
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.clients: set[Client] = set()
+        self.hub_seq = 0
+        self._server: Server | None = None
+        self._hub: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ready = asyncio.Event()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("WebSocket server not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str, port: int) -> None:
+        self._hub = asyncio.create_task(self._pump(), name="ws-hub")
+        await self._ready.wait()
+        self._server = await serve(
+            self._connection,
+            host,
+            port,
+            origins=self.origins,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_size=MAX_MESSAGE_BYTES,
+            close_timeout=2.0,
+        )
+
+    async def _pump(self) -> None:
+        sub = await self.bus.subscribe("ws-hub", maxsize=100_000)
+        self.hub_seq = sub.start_seq
+        self._ready.set()
+        while True:
+            try:
+                event = await sub.get()
+            except SubscriptionClosed:
+                return
+            except SubscriptionOverflow as exc:
+                sub = await self._recover(exc.last_seq)
+                continue
+            self._fan_out(event)
+
+    def _fan_out(self, event: Event) -> None:
+        self.hub_seq = event.seq
+        for client in list(self.clients):
+            client.offer(event)
+
+    async def _recover(self, last_seq: int) -> Any:
+        """The hub itself fell behind the bus: catch up from the replay buffer, or resync all."""
+        log.warning("websocket hub overflowed; catching up from seq %d", last_seq)
+        sub = await self.bus.subscribe("ws-hub", maxsize=100_000)
+        try:
+            missed = await self.bus.replay(last_seq)
+        except ReplayGap as exc:
+            for client in list(self.clients):
+                client.push({"type": "resync", "reason": str(exc)})
+            self.hub_seq = sub.start_seq
+            return sub
+        for event in missed:
+            if event.seq <= sub.start_seq:
+                self._fan_out(event)
+        return sub
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        client = Client(self, ws, self.client_queue)
+        self.clients.add(client)
+        CLIENTS.set(len(self.clients))
+        writer = asyncio.create_task(client.write_loop())
+        header = ws.request.headers.get("Authorization") if ws.request is not None else None
+        if header is not None:
+            # Non-browser clients may authenticate in the handshake instead of an auth message.
+            auth = {"type": "auth", "token": _bearer_token(header)}
+            await client.handle(orjson.dumps(auth).decode())
+        try:
+            async for raw in ws:
+                await client.handle(raw)
+                if writer.done():
+                    break
+            if not client.closed:
+                DISCONNECTS.labels(result="client_closed").inc()
+        except ConnectionClosed:
+            if not client.closed:
+                DISCONNECTS.labels(result="connection_lost").inc()
+        finally:
+            client.closed = True
+            client.wake.set()
+            self.clients.discard(client)
+            CLIENTS.set(len(self.clients))
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await writer
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._hub is not None:
+            self._hub.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._hub
+        for task in list(self._tasks):
+            task.cancel()
+        CLIENTS.set(0)

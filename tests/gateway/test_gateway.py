@@ -1,0 +1,283 @@
+"""The gateway in front of two real engine API servers: routing, failover, cache, auth, limits."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mevstack.gateway.app import Gateway, GatewayOptions
+from mevstack.gateway.ratelimit import RateLimits, RedisRateLimiter
+from tests.api.conftest import auth, make_authenticator
+from tests.gateway.conftest import REDIS_URL, EngineServer, drop_namespace
+from tests.waiting import wait_until
+
+ORIGIN = "http://127.0.0.1:5002"
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[list[EngineServer]]:
+    servers = [EngineServer(tmp_path, "engine-a"), EngineServer(tmp_path, "engine-b")]
+    for server in servers:
+        await server.start()
+    yield servers
+    for server in servers:
+        await server.kill()
+
+
+async def open_gateway(
+    tmp_path: Path,
+    engines: list[EngineServer],
+    limiter: RedisRateLimiter | None = None,
+    **options: object,
+) -> tuple[Gateway, httpx.AsyncClient]:
+    gateway = Gateway(
+        GatewayOptions(
+            backends=[e.url for e in engines],
+            cors_origins=[ORIGIN],
+            health_interval=0.1,
+            health_timeout=0.3,
+            **options,  # type: ignore[arg-type]
+        ),
+        make_authenticator(tmp_path, public_read=False),
+        limiter=limiter,
+    )
+    await gateway.start()
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gateway.app), base_url="http://gateway"
+    )
+    return gateway, client
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, engines: list[EngineServer]
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    gw, client = await open_gateway(
+        tmp_path, engines, swr_s=0.0, ttls={"/api": 0.2}, limits=RateLimits(10**6, 10**6, 1.0)
+    )
+    yield gw, client
+    await client.aclose()
+    await gw.aclose()
+
+
+async def test_proxies_with_request_id_and_caches(
+    gateway: tuple[Gateway, httpx.AsyncClient], engines: list[EngineServer]
+) -> None:
+    _, client = gateway
+    rid = f"test-{uuid.uuid4().hex[:8]}"
+    first = await client.get(
+        "/api/mev/opportunities", headers={**auth("reader"), "X-Request-Id": rid}
+    )
+    assert first.status_code == 200 and first.headers["x-cache"] == "miss"
+    assert first.headers["x-request-id"] == rid
+    served_by = {"engine-a": engines[0], "engine-b": engines[1]}[first.json()["meta"]["source"]]
+    assert rid in served_by.request_ids  # passed to the engine
+    second = await client.get("/api/mev/opportunities", headers=auth("reader"))
+    assert second.headers["x-cache"] == "hit" and second.json() == first.json()
+    one = await client.get("/api/mev/opportunities/opp-0002", headers=auth("reader"))
+    assert one.json()["data"]["id"] == "opp-0002"
+    missing = await client.get("/api/trades/nope", headers=auth("reader"))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    health = (await client.get("/health")).json()
+    assert health["status"] == "ok" and len(health["backends"]) == 2
+    doc = await client.get("/openapi.json")
+    assert doc.status_code == 200 and "/api/mev/opportunities" in doc.json()["paths"]
+
+
+async def test_auth_and_cors_at_the_gateway(gateway: tuple[Gateway, httpx.AsyncClient]) -> None:
+    _, client = gateway
+    assert (await client.get("/api/nodes")).status_code == 401
+    post = await client.post("/api/mev/opportunities/opp-0001/execute", headers=auth("reader"))
+    assert post.status_code == 403
+    patch = await client.patch("/api/trading/state", json={}, headers=auth("trader"))
+    assert patch.status_code == 403
+    allowed = await client.post("/api/mev/opportunities/opp-0001/execute", headers=auth("trader"))
+    assert allowed.status_code == 503  # passed auth, reached the engine, which has no executor
+    preflight = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    ok = await client.options("/api/nodes", headers=preflight)
+    assert ok.headers["access-control-allow-origin"] == ORIGIN
+    evil = await client.options(
+        "/api/nodes", headers={**preflight, "Origin": "http://evil.example"}
+    )
+    assert "access-control-allow-origin" not in evil.headers
+    login = await client.post("/api/auth/login", json={"token": "mvt_test-reader-token"})
+    assert login.status_code == 200
+    session = login.json()["data"]["session_token"]
+    with_session = await client.get("/api/gas", headers={"Authorization": f"Bearer {session}"})
+    assert (
+        with_session.status_code == 503 and with_session.json()["error"]["code"] == "not_available"
+    )
+
+
+async def test_failover_within_a_second_then_stale_when_all_die(
+    gateway: tuple[Gateway, httpx.AsyncClient], engines: list[EngineServer]
+) -> None:
+    _, client = gateway
+    path = "/api/mev/opportunities?limit=3"
+    first = (await client.get(path, headers=auth("reader"))).json()["meta"]["source"]
+    # reads go to the healthiest engine (both are equal here, so either): kill that one
+    dead, alive = (0, 1) if first == "engine-a" else (1, 0)
+    survivor = ["engine-a", "engine-b"][alive]
+    await engines[dead].kill()
+    killed_at = time.monotonic()
+    while True:
+        answer = await client.get(path, headers=auth("reader"))
+        assert answer.status_code == 200, answer.text  # reads never fail during the failover
+        if answer.json()["meta"]["source"] == survivor and answer.headers["x-cache"] == "miss":
+            break
+        assert time.monotonic() - killed_at < 1.0, "failover took longer than 1 s"
+    assert time.monotonic() - killed_at < 1.0
+    await engines[alive].kill()
+    died_at = time.monotonic()
+    while True:  # fresh cache hits until the 0.2 s TTL runs out, then the marked last answer
+        stale = await client.get(path, headers=auth("reader"))
+        assert stale.status_code == 200, stale.text
+        if stale.headers["x-cache"] == "stale":
+            break
+        assert stale.headers["x-cache"] == "hit"
+        assert time.monotonic() - died_at < 1.0
+    body = stale.json()
+    assert body["meta"]["stale"] is True and body["meta"]["age_s"] >= 0
+    assert body["meta"]["source"] == survivor and len(body["data"]) == 3
+    never = await client.get("/api/trades?limit=7", headers=auth("reader"))
+    assert never.status_code == 503 and never.json()["error"]["code"] == "no_backend"
+    assert (await client.get("/health")).json()["status"] == "down"
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_rate_limits_answer_429_with_retry_after(
+    tmp_path: Path, engines: list[EngineServer], kind: str
+) -> None:
+    namespace = f"mevstack-rl-test-{uuid.uuid4().hex}"
+    limits = RateLimits(per_token=4, per_address=1000, window_s=30)
+    opened: list[tuple[Gateway, httpx.AsyncClient]] = []
+    for _ in range(2):
+        limiter = RedisRateLimiter(REDIS_URL, namespace=namespace) if kind == "redis" else None
+        opened.append(await open_gateway(tmp_path, engines, limits=limits, limiter=limiter))
+    try:
+        codes = []
+        # with Redis, two gateways share one budget; in memory, each gateway has its own
+        for i in range(6):
+            _, client = opened[i % 2]
+            codes.append(
+                (await client.get("/api/mev/opportunities", headers=auth("reader"))).status_code
+            )
+        expected = [200] * 4 + [429] * 2 if kind == "redis" else [200] * 6
+        assert codes == expected
+        _, client = opened[0]
+        for _ in range(3):
+            last = await client.get("/api/mev/opportunities", headers=auth("reader"))
+        assert last.status_code == 429
+        assert 1 <= int(last.headers["retry-after"]) <= 30
+        assert last.json()["error"]["code"] == "rate_limited"
+        other = await client.get("/api/mev/opportunities", headers=auth("trader"))
+        assert other.status_code == 200  # budgets are per token
+    finally:
+        for gw, client in opened:
+            await client.aclose()
+            await gw.aclose()
+        if kind == "redis":
+            await drop_namespace(namespace)
+
+
+async def test_trades_go_to_the_lease_holder(tmp_path: Path) -> None:
+    engines = [EngineServer(tmp_path, "engine-a"), EngineServer(tmp_path, "engine-b", lease=True)]
+    for engine in engines:
+        await engine.start()
+    gw, client = await open_gateway(tmp_path, engines)
+    try:
+        assert [b.holds_lease for b in gw.pool.backends] == [False, True]
+        rid = f"lease-{uuid.uuid4().hex[:8]}"
+        answer = await client.post(
+            "/api/mev/opportunities/opp-0001/execute",
+            headers={**auth("trader"), "X-Request-Id": rid, "Idempotency-Key": "k1"},
+        )
+        assert answer.status_code == 503  # the engine has no executor yet; it did get the call
+        assert rid in engines[1].request_ids and rid not in engines[0].request_ids
+    finally:
+        await client.aclose()
+        await gw.aclose()
+        for engine in engines:
+            await engine.kill()
+
+
+async def test_stale_while_revalidate_refreshes_in_the_background(
+    tmp_path: Path, engines: list[EngineServer]
+) -> None:
+    gw, client = await open_gateway(tmp_path, engines, swr_s=30.0, ttls={"/api": 0.05})
+    try:
+        path = "/api/trades?limit=2"
+        assert (await client.get(path, headers=auth("reader"))).headers["x-cache"] == "miss"
+        key = "/api/trades?limit=2"
+        first = gw.cache.lookup(key, "/api/trades")
+        assert first is not None
+        await wait_until(lambda: gw.cache.lookup(key, "/api/trades")[1] != "fresh")  # type: ignore[index]
+        served = await client.get(path, headers=auth("reader"))
+        assert served.status_code == 200 and served.headers["x-cache"] == "revalidate"
+        # the refresh ran in the background and replaced the entry with a newer answer
+        await wait_until(
+            lambda: gw.cache.lookup(key, "/api/trades")[0].stored_at > first[0].stored_at,  # type: ignore[index]
+            what="background refresh",
+        )
+    finally:
+        await client.aclose()
+        await gw.aclose()
+
+
+async def test_client_address_from_trusted_proxy_only(
+    tmp_path: Path, engines: list[EngineServer]
+) -> None:
+    limits = RateLimits(per_token=10**6, per_address=2, window_s=60)
+    gw, client = await open_gateway(
+        tmp_path, engines, limits=limits, trusted_proxies=frozenset({"127.0.0.1"})
+    )
+    try:
+        # ASGITransport's peer is 127.0.0.1, a trusted proxy here: the forwarded address counts
+        for who in ("10.0.0.1", "10.0.0.2"):
+            codes = [
+                (
+                    await client.get(
+                        "/api/agents",
+                        headers={**auth("reader"), "X-Forwarded-For": f"1.2.3.4, {who}"},
+                    )
+                ).status_code
+                for _ in range(3)
+            ]
+            assert codes[2] == 429 and codes[:2] != [429, 429], (who, codes)
+    finally:
+        await client.aclose()
+        await gw.aclose()
+
+
+async def test_a_read_failing_with_500_moves_to_the_next_engine(tmp_path: Path) -> None:
+    engines = [EngineServer(tmp_path, "engine-a"), EngineServer(tmp_path, "engine-b")]
+    healthy = engines[1]
+
+    def broken() -> list[dict[str, object]]:
+        raise RuntimeError("a bug in engine-a")  # the engine answers 500 for this path
+
+    engines[0].view.nodes = broken  # type: ignore[method-assign]
+    healthy.view.nodes = lambda: [{"chain": "ethereum"}]  # type: ignore[method-assign]
+    for engine in engines:
+        await engine.start()
+    gw, client = await open_gateway(tmp_path, engines, limits=RateLimits(10**6, 10**6, 1.0))
+    try:
+        for _ in range(3):
+            answer = await client.get("/api/nodes", headers=auth("reader"))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["meta"]["source"] == "engine-b"
+            gw.cache._entries.clear()  # every read goes to the engines again
+    finally:
+        await client.aclose()
+        await gw.aclose()
+        for engine in engines:
+            await engine.kill()
