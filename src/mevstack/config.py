@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from eth_utils.address import to_checksum_address
@@ -27,6 +27,9 @@ from pydantic import (
 )
 
 from mevstack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mevstack.exploits.settings import ExploitSettings
 
 DEFAULT_CONFIG_PATH = Path("mevstack.toml")
 
@@ -239,6 +242,10 @@ class Settings(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     chains: list[ChainConfig] = Field(default_factory=list)
+    # Validated by mevstack.exploits.settings (see there for the keys); kept raw here so the
+    # exploit feed owns its own schema.
+    exploits: dict[str, Any] = Field(default_factory=dict)
+    notify: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_chains(self) -> Settings:
@@ -255,6 +262,14 @@ class Settings(_Section):
                 return chain
         known = ", ".join(c.name for c in self.chains) or "none configured"
         raise ConfigError(f"no chain named {name!r} in the config (chains: {known})")
+
+    def exploit_settings(self) -> ExploitSettings:
+        """The typed ``[exploits]`` and ``[notify]`` tables (validated when the file loads)."""
+        from mevstack.exploits.settings import parse_exploit_settings
+
+        return parse_exploit_settings(
+            self.exploits, self.notify, [(c.name, c.wrapped_native) for c in self.chains]
+        )
 
 
 # Sections whose scalar keys MEVSTACK_<SECTION>_<KEY> may override.
@@ -342,9 +357,14 @@ def parse_settings(
     except ConfigError as exc:
         raise ConfigError(f"config error in {source}: {exc}") from None
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(f"config error in {source}: {_describe(exc, merged)}") from None
+    try:
+        settings.exploit_settings()
+    except ConfigError as exc:
+        raise ConfigError(f"config error in {source}: {exc}") from None
+    return settings
 
 
 def load_settings(

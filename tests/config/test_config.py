@@ -233,3 +233,27 @@ def test_cli_reports_config_error_in_one_line_with_exit_2(tmp_path: Path) -> Non
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert str(path) in lines[0] and "colour" in lines[0]
+
+
+def test_exploit_and_notify_tables_are_validated(tmp_path: Path) -> None:
+    good = (
+        CHAIN
+        + """
+[exploits]
+block_ttl_seconds = 600
+min_drop_bps = 50
+
+[[notify.webhooks]]
+url = "http://127.0.0.1:9/hook"
+format = "slack"
+"""
+    )
+    settings = load(tmp_path, good)
+    exploit = settings.exploit_settings()
+    assert exploit.block_ttl_seconds == 600
+    assert exploit.thresholds["ethereum"].min_drop_bps == 50
+    assert [w.format for w in exploit.webhooks] == ["slack"]
+    with pytest.raises(ConfigError, match=r"exploits: unknown key 'colour'"):
+        load(tmp_path, CHAIN + "[exploits]\ncolour = 1\n")
+    with pytest.raises(ConfigError, match=r"exploits.chains: no chain named 'solana'"):
+        load(tmp_path, CHAIN + "[exploits.chains.solana]\nmin_drop_bps = 1\n")

