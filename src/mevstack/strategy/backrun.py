@@ -1,0 +1,578 @@
+"""Mempool backruns: apply a pending swap to a copy of pool state, then search arbitrage after it.
+
+Pure: pool states, a decoded pending transaction (``strategy.mempool``), the expected block
+timestamp and gas inputs come in; the post-trigger states and ``kind: "backrun"`` opportunities
+come out.
+
+*Applying* a trigger reproduces what the router or pool contract does, to the wei: UniswapV2Router02
+(``getAmountsOut``/``getAmountsIn`` on the reserves read before its first swap, then each pair's
+``swap`` with its K check; the fee-on-transfer variants quote hop by hop on the current reserves),
+the V3 ``SwapRouter`` (sequential exact-input hops; exact-output hops run from the last pool back
+to the first, nested in callbacks, so a pool used twice is locked) and direct pool calls.  The
+caller's limits are checked as the contracts check them — deadline, ``amountOutMin``,
+``amountInMax``, ``msg.value`` — and a trigger that would revert gives no backrun.  Assumed, not
+checked: the sender's balance and allowance (the simulation of ``[trigger, backrun]`` before
+signing catches those) and that tokens transfer exactly (the registry admits no fee-on-transfer
+token).
+
+*Searching* reuses the arbitrage scanner restricted to the cycles through the pools the trigger
+changed, on the post-trigger state; those pools are never used to value a profit.  The backrun
+scanner keeps its own rate table: it holds post-trigger rates for the last trigger's pools, which
+are put back to the head state before the next search.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from mevstack.errors import MevstackError
+from mevstack.market.errors import MathRevert
+from mevstack.market.pools.uniswap_v2 import V2PoolState
+from mevstack.market.pools.uniswap_v3 import V3PoolState
+from mevstack.market.uniswap_v2 import UINT112_MAX, get_amount_in, get_amount_out
+from mevstack.market.uniswap_v3.swap import V3SwapOutcome
+from mevstack.strategy.arbitrage import ArbitrageScanner, ChainTerms
+from mevstack.strategy.mempool import PendingSwap, SwapIntent
+from mevstack.strategy.opportunity import Opportunity
+from mevstack.strategy.pools import PoolModel
+from mevstack.strategy.valuation import GasInputs
+
+_FEE_DENOMINATOR = 10_000
+
+
+class NoBackrun(MevstackError):
+    """A pending transaction that gives no backrun."""
+
+
+class TriggerReverts(NoBackrun):
+    """The trigger would revert at the current state (the reason is the contract's)."""
+
+
+class TriggerUnknown(NoBackrun):
+    """The trigger cannot be applied exactly: unknown router or pool, or an unknowable input."""
+
+
+@dataclass(frozen=True, slots=True)
+class Venues:
+    """Which routers the chain's DEXes have: a router trades on its own factory's pools."""
+
+    wrapped_native: str
+    v2_routers: Mapping[str, str] = field(default_factory=dict)  # Router02 -> V2 DEX name
+    v3_routers: Mapping[str, str] = field(default_factory=dict)  # SwapRouter -> V3 DEX name
+
+    def v2_dex(self, router: str) -> str | None:
+        return _lookup(self.v2_routers, router)
+
+    def v3_dex(self, router: str) -> str | None:
+        return _lookup(self.v3_routers, router)
+
+
+# Router02 and SwapRouter both expose ``factory()``: a router met in the mempool is mapped to the
+# configured DEX with that factory (one eth_call at the edge, then cached in ``Venues``).
+ROUTER_FACTORY_SIGNATURE = "factory()"
+
+
+def learn_router(venues: Venues, router: str, factory: str, dexes: Iterable[Any]) -> Venues:
+    """``venues`` plus ``router`` if its ``factory()`` is one of the configured ``dexes`` (anything
+    with ``name``, ``kind`` and ``factory``, e.g. ``DexConfig``); unchanged otherwise."""
+    for dex in dexes:
+        if str(dex.factory).lower() != factory.lower():
+            continue
+        if dex.kind == "uniswap_v2":
+            return replace(venues, v2_routers={**venues.v2_routers, router: dex.name})
+        if dex.kind == "uniswap_v3":
+            return replace(venues, v3_routers={**venues.v3_routers, router: dex.name})
+    return venues
+
+
+def _lookup(table: Mapping[str, str], address: str) -> str | None:
+    wanted = address.lower()
+    return next((v for k, v in table.items() if k.lower() == wanted), None)
+
+
+class PoolDirectory:
+    """Pools by address and by what a router names: (DEX, tokens) for V2, plus the fee for V3."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}  # lower-case address -> the address as states key it
+        self._v2: dict[tuple[str, str, str], str] = {}
+        self._v3: dict[tuple[str, str, str, int], str] = {}
+
+    def add(self, pools: Iterable[Any]) -> None:
+        """Pools or pool states (anything with address, dex, kind, token0, token1; V3: fee)."""
+        for pool in pools:
+            self._keys[pool.address.lower()] = pool.address
+            a, b = sorted((pool.token0.lower(), pool.token1.lower()))
+            if pool.kind == "uniswap_v2":
+                self._v2[(pool.dex, a, b)] = pool.address
+            elif pool.kind == "uniswap_v3":
+                self._v3[(pool.dex, a, b, int(pool.fee))] = pool.address
+
+    def key(self, address: str) -> str | None:
+        return self._keys.get(address.lower())
+
+    def v2_pair(self, dex: str, token_a: str, token_b: str) -> str | None:
+        a, b = sorted((token_a.lower(), token_b.lower()))
+        return self._v2.get((dex, a, b))
+
+    def v3_pool(self, dex: str, token_a: str, token_b: str, fee: int) -> str | None:
+        a, b = sorted((token_a.lower(), token_b.lower()))
+        return self._v3.get((dex, a, b, fee))
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedSwap:
+    """One pool swap of the trigger, with the exact amounts the pool takes and gives."""
+
+    pool: str
+    token_in: str
+    token_out: str
+    amount_in: int
+    amount_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerEffect:
+    """The trigger's swaps in execution order and the post-trigger state of every pool it used."""
+
+    states: Mapping[str, Any]
+    swaps: tuple[AppliedSwap, ...]
+
+    @property
+    def changed(self) -> frozenset[str]:
+        return frozenset(self.states)
+
+
+class _Run:
+    """The running state of one trigger: pools it touched so far, and the swaps done."""
+
+    def __init__(self, states: Mapping[str, Any]) -> None:
+        self.base = states
+        self.touched: dict[str, Any] = {}
+        self.swaps: list[AppliedSwap] = []
+
+    def state(self, key: str) -> Any:
+        state = self.touched.get(key)
+        if state is None:
+            state = self.base.get(key)
+        if state is None:
+            raise TriggerUnknown(f"no state for pool {key}")
+        return state
+
+    def record(self, state: Any, token_in: str, token_out: str, paid: int, got: int) -> None:
+        self.touched[state.address] = state
+        self.swaps.append(AppliedSwap(state.address, token_in, token_out, paid, got))
+
+
+def _v2_state(state: Any) -> V2PoolState:
+    if not isinstance(state, V2PoolState):
+        raise TriggerUnknown(f"pool {state.address} is not a Uniswap V2 pair")
+    return state
+
+
+def _v3_state(state: Any) -> V3PoolState:
+    if not isinstance(state, V3PoolState):
+        raise TriggerUnknown(f"pool {state.address} is not a Uniswap V3 pool")
+    return state
+
+
+def pair_swap(
+    state: V2PoolState, amount0_out: int, amount1_out: int, held0: int, held1: int
+) -> V2PoolState:
+    """``UniswapV2Pair.swap``: the pair holds ``held0``/``held1`` before paying out; its checks,
+    then the new reserves (= balances).  The fee generalises ``1000·b − 3·in`` to basis points."""
+    r0, r1 = state.reserve0, state.reserve1
+    if amount0_out <= 0 and amount1_out <= 0:
+        raise TriggerReverts("UniswapV2: INSUFFICIENT_OUTPUT_AMOUNT")
+    if amount0_out >= r0 or amount1_out >= r1:
+        raise TriggerReverts("UniswapV2: INSUFFICIENT_LIQUIDITY")
+    b0, b1 = held0 - amount0_out, held1 - amount1_out
+    if b0 < 0 or b1 < 0:
+        raise TriggerReverts("UniswapV2: TRANSFER_FAILED")
+    in0 = b0 - (r0 - amount0_out) if b0 > r0 - amount0_out else 0
+    in1 = b1 - (r1 - amount1_out) if b1 > r1 - amount1_out else 0
+    if in0 <= 0 and in1 <= 0:
+        raise TriggerReverts("UniswapV2: INSUFFICIENT_INPUT_AMOUNT")
+    adjusted0 = b0 * _FEE_DENOMINATOR - in0 * state.fee_bps
+    adjusted1 = b1 * _FEE_DENOMINATOR - in1 * state.fee_bps
+    if adjusted0 * adjusted1 < r0 * r1 * _FEE_DENOMINATOR**2:
+        raise TriggerReverts("UniswapV2: K")
+    if b0 > UINT112_MAX or b1 > UINT112_MAX:
+        raise TriggerReverts("UniswapV2: OVERFLOW")
+    return replace(state, reserve0=b0, reserve1=b1)
+
+
+def _v2_hop(run: _Run, key: str, token_in: str, amount_in: int, amount_out: int) -> None:
+    """One router hop: ``amount_in`` arrives at the pair, which pays ``amount_out``."""
+    state = _v2_state(run.state(key))
+    zero_for_one = token_in.lower() == state.token0.lower()
+    out0, out1 = (0, amount_out) if zero_for_one else (amount_out, 0)
+    held0 = state.reserve0 + (amount_in if zero_for_one else 0)
+    held1 = state.reserve1 + (0 if zero_for_one else amount_in)
+    after = pair_swap(state, out0, out1, held0, held1)
+    token_out = state.token1 if zero_for_one else state.token0
+    run.record(after, token_in, token_out, amount_in, amount_out)
+
+
+def _reserves_for(state: V2PoolState, token_in: str) -> tuple[int, int]:
+    if token_in.lower() == state.token0.lower():
+        return state.reserve0, state.reserve1
+    return state.reserve1, state.reserve0
+
+
+def _apply_v2_router(
+    run: _Run, intent: SwapIntent, directory: PoolDirectory, venues: Venues, timestamp: int
+) -> None:
+    dex = venues.v2_dex(intent.target)
+    if dex is None:
+        raise TriggerUnknown(f"{intent.target} is not a known Router02")
+    if intent.deadline is not None and intent.deadline < timestamp:
+        raise TriggerReverts("UniswapV2Router: EXPIRED")
+    tokens = [t for t in intent.tokens if t is not None]
+    weth = venues.wrapped_native.lower()
+    if (intent.native_in and tokens[0].lower() != weth) or (
+        intent.native_out and tokens[-1].lower() != weth
+    ):
+        raise TriggerReverts("UniswapV2Router: INVALID_PATH")
+    keys: list[str] = []
+    for a, b in itertools.pairwise(tokens):
+        address = directory.v2_pair(dex, a, b)
+        if address is None:
+            raise TriggerUnknown(f"no {dex} pair for {a}/{b}")
+        keys.append(address)
+    # The last pair pays the recipient (the router itself for the ETH-out variants).
+    if not intent.native_out and intent.recipient.lower() in {t.lower() for t in tokens[-2:]}:
+        raise TriggerReverts("UniswapV2: INVALID_TO")
+    try:
+        if intent.fee_on_transfer:
+            # Each hop quotes on the pair's reserves as they are when it is reached.
+            amount = intent.amount_in
+            for key, token_in in zip(keys, tokens, strict=False):
+                current = _v2_state(run.state(key))
+                r_in, r_out = _reserves_for(current, token_in)
+                out = get_amount_out(amount, r_in, r_out, current.fee_bps)
+                _v2_hop(run, key, token_in, amount, out)
+                amount = out
+            if amount < intent.amount_out:
+                raise TriggerReverts("UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT")
+            return
+        # The library reads every pair's reserves first, then the swaps run.
+        pairs = [_v2_state(run.state(k)) for k in keys]
+        if intent.exact_in:
+            amounts = [intent.amount_in]
+            for pair, token_in in zip(pairs, tokens, strict=False):
+                r_in, r_out = _reserves_for(pair, token_in)
+                amounts.append(get_amount_out(amounts[-1], r_in, r_out, pair.fee_bps))
+            if amounts[-1] < intent.amount_out:
+                raise TriggerReverts("UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT")
+        else:
+            amounts = [intent.amount_out]
+            for pair, token_in in reversed(list(zip(pairs, tokens, strict=False))):
+                r_in, r_out = _reserves_for(pair, token_in)
+                amounts.insert(0, get_amount_in(amounts[0], r_in, r_out, pair.fee_bps))
+            if amounts[0] > intent.amount_in:
+                raise TriggerReverts("UniswapV2Router: EXCESSIVE_INPUT_AMOUNT")
+    except MathRevert as exc:
+        raise TriggerReverts(f"UniswapV2Library: {exc.code}") from None
+    for i, key in enumerate(keys):
+        _v2_hop(run, key, tokens[i], amounts[i], amounts[i + 1])
+
+
+def _v3_swap(
+    run: _Run, key: str, zero_for_one: bool, amount_specified: int, price_limit: int | None
+) -> tuple[int, int]:
+    """One pool swap on the running state; returns (amount paid in, amount received out)."""
+    state = _v3_state(run.state(key))
+    try:
+        outcome: V3SwapOutcome = state.swap(zero_for_one, amount_specified, price_limit)
+    except MathRevert as exc:
+        raise TriggerReverts(f"UniswapV3Pool: {exc.code}") from None
+    paid, got = (
+        (outcome.amount0, -outcome.amount1) if zero_for_one else (outcome.amount1, -outcome.amount0)
+    )
+    after = replace(
+        state,
+        sqrt_price_x96=outcome.sqrt_price_x96,
+        tick=outcome.tick,
+        liquidity=outcome.liquidity,
+    )
+    token_in, token_out = (
+        (state.token0, state.token1) if zero_for_one else (state.token1, state.token0)
+    )
+    run.record(after, token_in, token_out, paid, got)
+    return paid, got
+
+
+def _apply_v3_router(
+    run: _Run, intent: SwapIntent, directory: PoolDirectory, venues: Venues, timestamp: int
+) -> None:
+    dex = venues.v3_dex(intent.target)
+    if dex is None:
+        raise TriggerUnknown(f"{intent.target} is not a known SwapRouter")
+    if intent.deadline is not None and timestamp > intent.deadline:
+        raise TriggerReverts("Transaction too old")
+    legs: list[tuple[str, bool]] = []
+    for hop in intent.path:
+        if hop.token_in is None or hop.token_out is None or hop.fee is None:
+            raise TriggerUnknown("a SwapRouter hop without tokens or fee")
+        pool = directory.v3_pool(dex, hop.token_in, hop.token_out, hop.fee)
+        if pool is None:
+            raise TriggerUnknown(f"no {dex} pool {hop.token_in}/{hop.token_out}/{hop.fee}")
+        legs.append((pool, int(hop.token_in, 16) < int(hop.token_out, 16)))
+    # Only the single-pool calls take a price limit; 0 means the loosest one.
+    limit = intent.sqrt_price_limit_x96 or None
+    if intent.exact_in:
+        amount = intent.amount_in
+        for pool, zero_for_one in legs:
+            _paid, amount = _v3_swap(run, pool, zero_for_one, amount, limit)
+        if amount < intent.amount_out:
+            raise TriggerReverts("Too little received")
+        return
+    amount = intent.amount_out
+    used: set[str] = set()
+    for pool, zero_for_one in reversed(legs):
+        if pool in used:
+            raise TriggerReverts("UniswapV3Pool: LOK")  # still inside its own swap's callback
+        used.add(pool)
+        paid, got = _v3_swap(run, pool, zero_for_one, -amount, limit)
+        if limit is None and got != amount:
+            raise TriggerReverts("SwapRouter: partial output")
+        amount = paid
+    if amount > intent.amount_in:
+        raise TriggerReverts("Too much requested")
+
+
+def _apply_direct(
+    run: _Run,
+    intent: SwapIntent,
+    directory: PoolDirectory,
+    v2_balances: Mapping[str, tuple[int, int]] | None,
+) -> None:
+    key = directory.key(intent.target)
+    hop = intent.path[0]
+    if key is None or hop.zero_for_one is None:
+        raise TriggerUnknown(f"{intent.target} is not a known pool")
+    if intent.venue == "uniswap_v3_pool":
+        amount = intent.amount_in if intent.exact_in else -intent.amount_out
+        _v3_swap(run, key, hop.zero_for_one, amount, intent.sqrt_price_limit_x96)
+        return
+    if intent.callback_data:
+        raise TriggerUnknown("a flash swap pays back from a contract we cannot see into")
+    held = None if v2_balances is None else v2_balances.get(key)
+    if held is None:
+        # What the pair receives is what was sent to it beforehand: its balances tell.
+        raise TriggerUnknown(f"direct swap on {key}: the pair's token balances are needed")
+    state = _v2_state(run.state(key))
+    out0, out1 = (0, intent.amount_out) if hop.zero_for_one else (intent.amount_out, 0)
+    after = pair_swap(state, out0, out1, held[0], held[1])
+    paid = (
+        (after.reserve0 - state.reserve0) if hop.zero_for_one else (after.reserve1 - state.reserve1)
+    )
+    token_in, token_out = (
+        (state.token0, state.token1) if hop.zero_for_one else (state.token1, state.token0)
+    )
+    run.record(after, token_in, token_out, paid, intent.amount_out)
+
+
+def apply_trigger(
+    pending: PendingSwap,
+    states: Mapping[str, Any],
+    directory: PoolDirectory,
+    venues: Venues,
+    *,
+    timestamp: int,
+    v2_balances: Mapping[str, tuple[int, int]] | None = None,
+) -> TriggerEffect:
+    """The trigger's effect on ``states`` (keyed by pool address) in a block at ``timestamp``.
+
+    Raises ``TriggerReverts`` when the contracts would revert, ``TriggerUnknown`` when the trigger
+    cannot be applied exactly.  ``v2_balances`` (pair -> token balances at the head) is only read
+    for direct pair swaps, whose input is whatever was sent to the pair before.
+    """
+    run = _Run(states)
+    for intent in pending.swaps:
+        if intent.venue == "uniswap_v2_router":
+            _apply_v2_router(run, intent, directory, venues, timestamp)
+        elif intent.venue == "uniswap_v3_router":
+            _apply_v3_router(run, intent, directory, venues, timestamp)
+        else:
+            _apply_direct(run, intent, directory, v2_balances)
+    return TriggerEffect(dict(run.touched), tuple(run.swaps))
+
+
+class _BackrunScanner(ArbitrageScanner):
+    """The arbitrage scanner plus a way to reset rates without evaluating any cycle."""
+
+    def sync_rates(self, states: Mapping[str, Any], addresses: list[str] | None) -> None:
+        self._refresh_rates(states, addresses)
+
+
+@dataclass(frozen=True, slots=True)
+class BackrunResult:
+    """What one trigger gave: opportunities (best first), its effect, or why there is none."""
+
+    opportunities: list[Opportunity]
+    effect: TriggerEffect | None
+    reason: str | None = None
+
+
+class BackrunSearch:
+    """Backruns for one chain: pools are added once; ``on_block`` marks what changed at the head."""
+
+    def __init__(
+        self, terms: ChainTerms, venues: Venues, models: Mapping[str, PoolModel] | None = None
+    ) -> None:
+        self.venues = venues
+        self.directory = PoolDirectory()
+        self._scanner = _BackrunScanner(terms, models)
+        self._stale: set[str] | None = None  # pools whose screen rates lag the head; None: all
+
+    def add_pools(self, pools: Iterable[Any]) -> int:
+        """Index newly discovered pools; returns how many new cycles they complete."""
+        listed = list(pools)
+        self.directory.add(listed)
+        return self._scanner.add_pools(listed)
+
+    def on_block(self, changed: Iterable[str] | None) -> None:
+        """The head moved: ``changed`` pools (``None``: all, e.g. after a rollback) changed."""
+        if changed is None or self._stale is None:
+            self._stale = None
+        else:
+            self._stale.update(changed)
+
+    def search(
+        self,
+        pending: PendingSwap,
+        states: Mapping[str, Any],
+        *,
+        block_number: int,
+        timestamp: int,
+        gas: GasInputs,
+        detected_at: str,
+        blocked_tokens: frozenset[str] = frozenset(),
+        v2_balances: Mapping[str, tuple[int, int]] | None = None,
+    ) -> BackrunResult:
+        """Backruns of ``pending`` on the head ``states`` (stamped ``block_number``), in a next
+        block at ``timestamp``.  Opportunities carry ``block_number`` and amounts on the state
+        after the trigger."""
+        try:
+            effect = apply_trigger(
+                pending,
+                states,
+                self.directory,
+                self.venues,
+                timestamp=timestamp,
+                v2_balances=v2_balances,
+            )
+        except NoBackrun as exc:
+            return BackrunResult([], None, str(exc))
+        scanner = self._scanner
+        scanner.sync_rates(states, None if self._stale is None else sorted(self._stale))
+        changed = effect.changed
+        post: ChainMap[str, Any] = ChainMap(dict(effect.states), dict(states))
+        found = scanner.scan(
+            post,
+            block_number=block_number,
+            gas=gas,
+            detected_at=detected_at,
+            changed=sorted(changed),
+            kind="backrun",
+            trigger_tx=pending.tx_hash,
+            untouchable=changed,
+            blocked_tokens=blocked_tokens,
+        )
+        self._stale = set(changed)  # their rates now describe the hypothetical post state
+        return BackrunResult(found, effect)
+
+
+WithdrawReason = Literal["replaced", "dropped", "mined", "gone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """Backrun opportunities to withdraw, and why: their trigger was replaced (same sender and
+    nonce, another hash), dropped from the mempool, mined, or the path no longer pays."""
+
+    trigger_tx: str
+    reason: WithdrawReason
+    opportunity_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Tracked:
+    sender: str
+    nonce: int
+    tx_hash: str
+    ids: tuple[str, ...]
+
+
+class BackrunBook:
+    """Pending triggers by (sender, nonce) and by hash, with the backruns published for each."""
+
+    def __init__(self) -> None:
+        self._by_slot: dict[tuple[str, int], _Tracked] = {}
+        self._by_hash: dict[str, _Tracked] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return isinstance(tx_hash, str) and tx_hash.lower() in self._by_hash
+
+    def opportunities(self, tx_hash: str) -> tuple[str, ...]:
+        tracked = self._by_hash.get(tx_hash.lower())
+        return () if tracked is None else tracked.ids
+
+    def track(
+        self, sender: str, nonce: int, tx_hash: str, opportunity_ids: Iterable[str]
+    ) -> list[Withdrawal]:
+        """Record the backruns found for a pending trigger.  Withdraws the backruns of a tx it
+        replaces (same sender and nonce) and, for a trigger seen before, ids no longer found."""
+        slot = (sender.lower(), nonce)
+        tx_hash = tx_hash.lower()
+        ids = tuple(dict.fromkeys(opportunity_ids))
+        out: list[Withdrawal] = []
+        old = self._by_slot.get(slot)
+        if old is not None and old.tx_hash != tx_hash:
+            out.append(self._remove(old, "replaced"))
+        elif old is not None:
+            gone = tuple(i for i in old.ids if i not in ids)
+            if gone:
+                out.append(Withdrawal(tx_hash, "gone", gone))
+        tracked = _Tracked(slot[0], nonce, tx_hash, ids)
+        self._by_slot[slot] = tracked
+        self._by_hash[tx_hash] = tracked
+        return out
+
+    def mined(self, sender: str, nonce: int, tx_hash: str) -> list[Withdrawal]:
+        """A transaction of ``sender`` with ``nonce`` was mined: whichever trigger held that slot
+        is finished (it was mined itself, or replaced by the one that was)."""
+        tracked = self._by_slot.get((sender.lower(), nonce))
+        if tracked is None:
+            return []
+        reason: WithdrawReason = "mined" if tracked.tx_hash == tx_hash.lower() else "replaced"
+        return [self._remove(tracked, reason)]
+
+    def dropped(self, tx_hash: str) -> list[Withdrawal]:
+        """The node no longer has the trigger and it was not mined."""
+        tracked = self._by_hash.get(tx_hash.lower())
+        return [] if tracked is None else [self._remove(tracked, "dropped")]
+
+    def retain(self, pending_hashes: Iterable[str]) -> list[Withdrawal]:
+        """Keep only the triggers still pending (e.g. after reading ``txpool_content``)."""
+        keep = {h.lower() for h in pending_hashes}
+        return [
+            self._remove(t, "dropped")
+            for t in list(self._by_hash.values())
+            if t.tx_hash not in keep
+        ]
+
+    def _remove(self, tracked: _Tracked, reason: WithdrawReason) -> Withdrawal:
+        self._by_hash.pop(tracked.tx_hash, None)
+        if self._by_slot.get((tracked.sender, tracked.nonce)) is tracked:
+            del self._by_slot[(tracked.sender, tracked.nonce)]
+        return Withdrawal(tracked.tx_hash, reason, tracked.ids)

@@ -1,0 +1,166 @@
+"""The cycle index: every 2..3-pool cycle from a base token back to it, indexed by pool.
+
+Built once when pools are discovered and extended when pools appear: each cycle is enumerated
+exactly once, when the newest of its pools is added (all its other pools are then already in the
+graph), so adding pools one batch at a time yields the same cycles as building from scratch.
+
+A cycle is stored in one orientation only; the screen evaluates both directions (at most one of
+them can be profitable at the margin: their marginal-rate products multiply to at most 1).
+Directions are encoded per leg as ``2·pool + (0 if zero_for_one else 1)`` so that a leg's reverse
+is ``code ^ 1``, and the cycles live in a NumPy array of leg codes: the float screen over all
+cycles is then a gather and a row sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from mevstack.strategy.pools import PoolKeyLike
+
+MAX_SUPPORTED_HOPS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKey:
+    """The static identity of a pool as the index knows it."""
+
+    address: str
+    token0: str
+    token1: str
+    dex: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """A cycle in its stored (forward) orientation: pool indices and per-leg directions."""
+
+    start: str
+    pools: tuple[int, ...]
+    zero_for_one: tuple[bool, ...]
+
+    def reversed(self) -> Cycle:
+        return Cycle(
+            self.start,
+            tuple(reversed(self.pools)),
+            tuple(not z for z in reversed(self.zero_for_one)),
+        )
+
+
+class CycleIndex:
+    """Cycles over a growing pool set, with the pool -> cycles index and the leg-code array."""
+
+    def __init__(self, base_tokens: Iterable[str], max_hops: int = 3) -> None:
+        if max_hops < 2:
+            raise ValueError("max_hops must be at least 2")
+        self.base_tokens: tuple[str, ...] = tuple(dict.fromkeys(base_tokens))
+        # Longer cycles are not enumerated (yet): they are capped here, and the cap is visible.
+        self.max_hops = min(max_hops, MAX_SUPPORTED_HOPS)
+        self.pools: list[PoolKey] = []
+        # Addresses and tokens are matched case-insensitively (the market keys pools by lower
+        # case, the config checksums): lower case inside, as given outside.
+        self.pool_ids: dict[str, int] = {}  # lower-case address -> pool index
+        self._lower: list[tuple[str, str]] = []  # pool index -> lower-case (token0, token1)
+        self.cycles: list[Cycle] = []
+        self.by_pool: list[list[int]] = []
+        # token -> neighbour token -> pool indices between them
+        self._adj: dict[str, dict[str, list[int]]] = {}
+        self._codes = np.zeros((0, self.max_hops), dtype=np.int64)
+        self._pending: list[list[int]] = []
+
+    def __len__(self) -> int:
+        return len(self.cycles)
+
+    def add_pools(self, pools: Iterable[PoolKeyLike]) -> int:
+        """Add pools not seen before; returns how many new cycles they complete."""
+        before = len(self.cycles)
+        for pool in pools:
+            address = pool.address.lower()
+            t0, t1 = pool.token0.lower(), pool.token1.lower()
+            if address in self.pool_ids or t0 == t1:
+                continue
+            index = len(self.pools)
+            self.pools.append(PoolKey(pool.address, pool.token0, pool.token1, pool.dex))
+            self.pool_ids[address] = index
+            self._lower.append((t0, t1))
+            self.by_pool.append([])
+            self._enumerate(index, t0, t1)
+            self._adj.setdefault(t0, {}).setdefault(t1, []).append(index)
+            self._adj.setdefault(t1, {}).setdefault(t0, []).append(index)
+        return len(self.cycles) - before
+
+    def cycles_touching(self, addresses: Iterable[str]) -> list[int]:
+        """Ids of the cycles that use at least one of these pools (unknown pools are ignored)."""
+        ids: set[int] = set()
+        for address in addresses:
+            index = self.pool_ids.get(address.lower())
+            if index is not None:
+                ids.update(self.by_pool[index])
+        return sorted(ids)
+
+    def pools_between(self, token_a: str, token_b: str) -> list[int]:
+        """Indices of the pools trading ``token_a`` against ``token_b``."""
+        return list(self._adj.get(token_a.lower(), {}).get(token_b.lower(), ()))
+
+    def leg_codes(self) -> npt.NDArray[np.int64]:
+        """``(n_cycles, max_hops)`` forward leg codes; short cycles are padded with ``-1``.
+
+        A pad and its reverse (``-1 ^ 1 == -2``) index the last two entries of a rate table, which
+        must therefore end in two zeros (see ``rate_table`` in the scanner).
+        """
+        if self._pending:
+            rows = np.full((len(self._pending), self.max_hops), -1, dtype=np.int64)
+            for i, row in enumerate(self._pending):
+                rows[i, : len(row)] = row
+            self._codes = np.concatenate([self._codes, rows])
+            self._pending = []
+        return self._codes
+
+    def _emit(self, start: str, legs: Sequence[int], tokens: Sequence[str]) -> None:
+        # One orientation per cycle: the one whose first pool is older than its last.
+        if legs[0] > legs[-1]:
+            legs = legs[::-1]
+            tokens = tokens[::-1]
+        directions = tuple(tokens[i] == self._lower[legs[i]][0] for i in range(len(legs)))
+        cycle_id = len(self.cycles)
+        self.cycles.append(Cycle(start, tuple(legs), directions))
+        for pool in set(legs):
+            self.by_pool[pool].append(cycle_id)
+        self._pending.append(
+            [2 * p + (0 if z else 1) for p, z in zip(legs, directions, strict=True)]
+        )
+
+    def _enumerate(self, new: int, t0: str, t1: str) -> None:
+        """Every cycle whose newest pool is ``new`` (all others are in the graph already)."""
+        adj = self._adj
+        for start in self.base_tokens:
+            base = start.lower()
+            base_adj = adj.get(base, {})
+            if base in (t0, t1):
+                other = t1 if t0 == base else t0
+                for older in base_adj.get(other, ()):
+                    self._emit(start, [new, older], [base, other, base])
+                if self.max_hops < 3:
+                    continue
+                # base -new-> other -q2-> mid -q3-> base
+                for mid, middles in adj.get(other, {}).items():
+                    if mid == base:
+                        continue
+                    closing = base_adj.get(mid)
+                    if not closing:
+                        continue
+                    for q2 in middles:
+                        for q3 in closing:
+                            self._emit(start, [new, q2, q3], [base, other, mid, base])
+            elif self.max_hops >= 3:
+                # base -q1-> token0 -new-> token1 -q3-> base
+                firsts = base_adj.get(t0)
+                lasts = base_adj.get(t1)
+                if not firsts or not lasts:
+                    continue
+                for q1 in firsts:
+                    for q3 in lasts:
+                        self._emit(start, [q1, new, q3], [base, t0, t1, base])
