@@ -27,13 +27,36 @@ def _not_built(feature: str, issue: int) -> NotBuiltError:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built("`mevstack up` (engine + gateway + WebSocket + dashboard)", 8)
+    import asyncio
+
+    from mevstack.engine.engine import running_stack, serve
+    from mevstack.obs.log import configure_logging
+
+    settings = _settings(args)
+    configure_logging(args.log_level)
+    asyncio.run(serve(running_stack(settings, scan_in_process=args.scan_process)))
+    return 0
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built("`mevstack engine`", 8)
+    import asyncio
+
+    from mevstack.engine.engine import running_engine, serve
+    from mevstack.obs.log import configure_logging
+
+    settings = _settings(args)
+    configure_logging(args.log_level)
+    asyncio.run(
+        serve(
+            running_engine(
+                settings,
+                port=args.port,
+                standby=args.standby,
+                scan_in_process=args.scan_process,
+            )
+        )
+    )
+    return 0
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -49,8 +72,17 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built("`mevstack dashboard`", 9)
+    import asyncio
+
+    from mevstack.dashboard.server import serve_dashboard
+    from mevstack.obs.log import configure_logging
+
+    settings = _settings(args)
+    configure_logging(args.log_level)
+    server = settings.server
+    print(f"dashboard: http://{server.host}:{server.dashboard_port}/", file=sys.stderr)
+    asyncio.run(serve_dashboard(settings))
+    return 0
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
@@ -74,8 +106,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    _settings(args)
-    raise _not_built("`mevstack scan`", 5)
+    import asyncio
+    import json
+
+    from mevstack.engine.scan import ScanIncomplete, render_text, scan_once
+
+    report = asyncio.run(scan_once(_settings(args)))
+    if report.failures and not args.partial:
+        raise ScanIncomplete("; ".join(report.failures))
+    for line in report.failures:
+        print(f"mevstack: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([o.to_json() for o in report.opportunities]))
+    else:
+        print(render_text(report))
+    if report.failures:
+        return ScanIncomplete.exit_code
+    return 0
 
 
 def cmd_executor_deploy(args: argparse.Namespace) -> int:
@@ -97,8 +144,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     import asyncio
 
     from mevstack.api.auth import create_token
+    from mevstack.api.server import open_store
     from mevstack.api.store_view import StoreTokens
-    from mevstack.gateway.server import open_store
 
     settings = _settings(args)
     store = open_store(settings)
@@ -153,8 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    add("up", cmd_up, "all services in one process (engine, gateway, WebSocket, dashboard)")
+    up = add("up", cmd_up, "all services in one process (engine, gateway, WebSocket, dashboard)")
     engine = add("engine", cmd_engine, "one engine replica")
+    for p in (up, engine):
+        p.add_argument("--log-level", default="info", help="debug, info, warning or error")
+        p.add_argument(
+            "--scan-process",
+            action="store_true",
+            help="run arbitrage scans in a worker process (keeps the event loop free)",
+        )
     engine.add_argument("--port", type=int, help="API port (default: server.engine_port)")
     engine.add_argument("--standby", action="store_true", help="run as the hot standby replica")
 
@@ -181,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", cmd_demo, "devnet + market activity + the whole stack")
     gateway = add("gateway", cmd_gateway, "the REST gateway (8093) and the WebSocket (8094)")
     gateway.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    add("dashboard", cmd_dashboard, "the web dashboard (5002)")
+    dashboard = add("dashboard", cmd_dashboard, "the web dashboard (5002)")
+    dashboard.add_argument("--log-level", default="info", help="debug, info, warning or error")
 
     scan = add("scan", cmd_scan, "scan the latest block of every chain once")
     scan.add_argument("--once", action="store_true", required=True)

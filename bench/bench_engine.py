@@ -1,0 +1,193 @@
+"""Engine benchmark: block-to-opportunity latency on a devnet chain at one block per second.
+
+One anvil (chain id 1) with the devnet deployment, interval mining every second and noise
+traders swapping through the real routers several times per block.  The engine runs in this
+process (memory bus, SQLite store) and follows the chain over its WebSocket.  An independent
+observer subscribes to the node's ``newHeads`` and stamps when each head reaches a client; the
+latency of a block is from that stamp to the first ``mev.opportunity`` event carrying that block
+number (blocks whose trades changed no opportunity publish none and are not counted).  Also
+reported: the arbitrage scan's own wall time per block (incremental and full), which is what
+would have to move to a worker process if it blocked the event loop for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import websockets
+
+from bench.result import Result
+from mevstack.bus import MemoryBus
+from mevstack.config import parse_settings
+from mevstack.devnet.activity import NoiseTraders
+from mevstack.devnet.anvil import Anvil
+from mevstack.devnet.deploy import ChainDeployment, deploy_chain
+from mevstack.devnet.rpc import DevnetRpc
+from mevstack.engine.chain_runtime import percentile
+from mevstack.engine.engine import Engine
+from mevstack.store import Store
+
+BLOCKS = 40
+TRADE_INTERVAL_S = 0.3
+
+
+def _settings(node: Anvil, dep: ChainDeployment, state_dir: Path) -> dict[str, object]:
+    dexes: list[dict[str, object]] = [
+        {"name": d.name, "kind": "uniswap_v2", "factory": d.factory, "fee_bps": d.fee_bps}
+        for d in dep.v2
+    ]
+    dexes.append({"name": dep.v3.name, "kind": "uniswap_v3", "factory": dep.v3.factory})
+    return {
+        "engine": {"state_dir": str(state_dir)},
+        "database": {"url": f"sqlite:///{state_dir}/mevstack.db"},
+        "chains": [
+            {
+                "name": "ethereum",
+                "chain_id": 1,
+                "rpc": [node.rpc_url],
+                "ws": [node.ws_url],
+                "block_time": 1.0,
+                "base_tokens": [dep.weth, dep.token("USDC").address],
+                "wrapped_native": dep.weth,
+                "strategies": ["arbitrage"],
+                "dexes": dexes,
+            }
+        ],
+    }
+
+
+async def _observe_heads(ws_url: str, seen: dict[int, float], enough: asyncio.Event) -> None:
+    async with websockets.connect(ws_url, max_size=None) as ws:
+        await ws.send(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+            )
+        )
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("method") == "eth_subscription":
+                number = int(message["params"]["result"]["number"], 16)
+                seen.setdefault(number, time.monotonic())
+                if len(seen) >= BLOCKS:
+                    enough.set()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    found = percentile(values, q)
+    return float("nan") if found is None else found
+
+
+async def _loop_lag(lags: list[float]) -> None:
+    """How late a 10 ms timer wakes: what a scan holding the event loop costs everyone else."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + 0.01
+        await asyncio.sleep(0.01)  # the probe itself: a timer whose lateness is the measure
+        lags.append((loop.time() - due) * 1000.0)
+
+
+async def _measure(
+    node: Anvil, dep: ChainDeployment, state_dir: Path, *, in_process: bool
+) -> list[Result]:
+    mode = "scan process" if in_process else "scan inline"
+    settings = parse_settings(_settings(node, dep, state_dir), source="bench", environ={})
+    bus = MemoryBus()
+    store = Store.open(settings.database.url)
+    heads: dict[int, float] = {}
+    first_event: dict[int, float] = {}
+    enough = asyncio.Event()
+    observer = asyncio.create_task(_observe_heads(node.ws_url, heads, enough))
+    sub = await bus.subscribe("bench", events=["mev.opportunity"], maxsize=1_000_000)
+
+    async def collect() -> None:
+        async for event in sub:
+            first_event.setdefault(int(event.data["block_number"]), time.monotonic())
+
+    collector = asyncio.create_task(collect())
+    engine = Engine(settings, bus=bus, store=store, scan_in_process=in_process)
+    lags: list[float] = []
+    await engine.start()
+    lag_probe = asyncio.create_task(_loop_lag(lags))
+    runtime = engine.runtimes["ethereum"]
+    try:
+        async with asyncio.timeout(BLOCKS * 3 + 60):
+            await enough.wait()
+    finally:
+        await engine.stop()
+        for task in (collector, observer, lag_probe):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await task
+        await bus.aclose()
+        store.close()
+    lags = lags[len(lags) // 10 :]  # skip the cold start
+    start = min(heads) + 2  # the first blocks include the engine's cold start (market build)
+    latencies = [
+        (first_event[n] - heads[n]) * 1000.0
+        for n in sorted(heads)
+        if n >= start and n in first_event and first_event[n] >= heads[n]
+    ]
+    scan = runtime.scan_times
+    full, incremental = list(scan.full), list(scan.incremental)
+    pools = runtime.status()["pools"]
+    note = (
+        f"{mode}: {pools} pools, noise trades ~every {TRADE_INTERVAL_S}s, {len(latencies)} blocks"
+    )
+    results: list[Result] = []
+    if latencies:
+        p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+        results += [
+            Result(f"engine block->opportunity p50 ({mode})", p50, "ms", target="<= 50 ms",
+                   met=p50 <= 50, note=note),
+            Result(f"engine block->opportunity p99 ({mode})", p99, "ms", target="<= 200 ms",
+                   met=p99 <= 200, note=note),
+        ]  # fmt: skip
+    else:
+        results.append(Result(f"engine block->opportunity ({mode})", float("nan"), "ms", note=note))
+    if incremental:
+        results += [
+            Result(f"engine incremental scan p50 ({mode})", _percentile(incremental, 0.5), "ms"),
+            Result(f"engine incremental scan p99 ({mode})", _percentile(incremental, 0.99), "ms"),
+        ]
+    if full:
+        results.append(Result(f"engine full scan ({mode})", max(full), "ms"))
+    if lags:
+        results.append(Result(f"engine event-loop lag p99 ({mode})", _percentile(lags, 0.99), "ms"))
+        results.append(Result(f"engine event-loop lag max ({mode})", max(lags), "ms"))
+    return results
+
+
+def run() -> list[Result]:
+    with tempfile.TemporaryDirectory() as tmp, Anvil(chain_id=1, balance_eth=1_000_000) as node:
+        dep = deploy_chain(node.rpc_url)
+        traders = NoiseTraders(node.rpc_url, dep, seed=7)
+        traders.setup()
+        with DevnetRpc(node.rpc_url) as rpc:
+            rpc.call("evm_setAutomine", [False])
+            rpc.call("evm_setIntervalMining", [1])
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=traders.run, args=(stop,), kwargs={"interval": TRADE_INTERVAL_S}, daemon=True
+        )
+        thread.start()
+        try:
+            results: list[Result] = []
+            for in_process in (True, False):
+                state_dir = Path(tmp) / ("process" if in_process else "inline")
+                state_dir.mkdir()
+                results += asyncio.run(_measure(node, dep, state_dir, in_process=in_process))
+            return results
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+            traders.close()
+
+
+if __name__ == "__main__":
+    print(Result.table(run()))

@@ -1,0 +1,126 @@
+"""Helpers for engine tests: a config for a devnet chain, and a trader on the real routers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mevstack.devnet.deploy import ChainDeployment
+from mevstack.devnet.deploy import PoolInfo as DevnetPool
+from mevstack.devnet.rpc import DevnetRpc, encode_call
+
+MAX_UINT = 2**256 - 1
+DEADLINE = 2**40
+V2_SWAP = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
+V3_SWAP = "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
+
+
+def chain_entry(name: str, rpc_url: str, dep: ChainDeployment, **extra: Any) -> dict[str, Any]:
+    """A ``[[chains]]`` table for a deployed devnet chain (all three DEXes)."""
+    dexes: list[dict[str, Any]] = [
+        {"name": d.name, "kind": "uniswap_v2", "factory": d.factory, "fee_bps": d.fee_bps}
+        for d in dep.v2
+    ]
+    dexes.append({"name": dep.v3.name, "kind": "uniswap_v3", "factory": dep.v3.factory})
+    return {
+        "name": name,
+        "chain_id": dep.chain_id,
+        "rpc": [rpc_url],
+        "block_time": 1.0,
+        "base_tokens": [dep.weth, dep.token("USDC").address],
+        "wrapped_native": dep.weth,
+        "strategies": ["arbitrage"],
+        **extra,
+        "dexes": dexes,
+    }
+
+
+def unreachable_entry(name: str, chain_id: int, port: int, weth: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "chain_id": chain_id,
+        "rpc": [f"http://127.0.0.1:{port}"],
+        "block_time": 1.0,
+        "wrapped_native": weth,
+        "strategies": ["arbitrage"],
+    }
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+
+
+def write_config(
+    path: Path,
+    chains: list[dict[str, Any]],
+    state_dir: Path,
+    server: dict[str, Any] | None = None,
+) -> Path:
+    """A TOML config file with these chains, a SQLite store and state under ``state_dir``."""
+    lines = [
+        "[engine]",
+        f"state_dir = {json.dumps(str(state_dir))}",
+        "[database]",
+        f"url = {json.dumps(f'sqlite:///{state_dir}/mevstack.db')}",
+    ]
+    if server:
+        lines.append("[server]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in server.items()]
+    for chain in chains:
+        lines.append("[[chains]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in chain.items() if k != "dexes"]
+        for dex in chain.get("dexes", []):
+            lines.append("[[chains.dexes]]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in dex.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class Trader:
+    """The devnet's unlocked account 0, swapping through the real periphery contracts."""
+
+    def __init__(self, rpc: DevnetRpc, dep: ChainDeployment) -> None:
+        self.rpc, self.dep, self.me = rpc, dep, dep.deployer
+        self.pools = {p.address: p for p in dep.pools}
+        spenders = [dep.v3.swap_router, *(d.router for d in dep.v2)]
+        rpc.transact(self.me, dep.weth, encode_call("deposit()"), value=10_000 * 10**18)
+        rpc.wait_receipts(
+            [
+                rpc.send(self.me, t.address, encode_call("approve(address,uint256)", s, MAX_UINT))
+                for t in dep.tokens.values()
+                for s in spenders
+            ]
+        )
+
+    def balance(self, token: str) -> int:
+        return int(self.rpc.view(token, "balanceOf(address)", ["uint256"], self.me))
+
+    def swap(self, pool: DevnetPool, token_in: str, token_out: str, amount_in: int) -> int:
+        """One exact-input swap through the pool's router; what the account received."""
+        before = self.balance(token_out)
+        router = next((d.router for d in self.dep.v2 if d.name == pool.dex), None)
+        if router is not None:
+            data = encode_call(V2_SWAP, amount_in, 0, [token_in, token_out], self.me, DEADLINE)
+        else:  # the SwapRouter picks the V3 pool by (tokens, fee tier)
+            router = self.dep.v3.swap_router
+            params = (token_in, token_out, pool.fee, self.me, DEADLINE, amount_in, 0, 0)
+            data = encode_call(V3_SWAP, params)
+        self.rpc.wait_receipts([self.rpc.send(self.me, router, data, gas=3_000_000)])
+        return self.balance(token_out) - before
+
+    def execute(self, opportunity: dict[str, Any]) -> tuple[list[int], int]:
+        """Each hop of a JSON Opportunity from its exact amount_in: (outputs, profit of token)."""
+        token = opportunity["token"]
+        before = self.balance(token)
+        received = [
+            self.swap(self.pools[h["pool"]], h["token_in"], h["token_out"], int(h["amount_in"]))
+            for h in opportunity["path"]
+        ]
+        return received, self.balance(token) - before
