@@ -322,10 +322,10 @@ def test_v2_trader_equals_quote_and_amount_in_for() -> None:
             trade = V2M.trader(pool, zero_for_one)
             amount = rng.randrange(1, 10**23)
             quote = V2M.quote(pool, zero_for_one, amount)
-            assert trade(amount) == (None if quote is None else (amount, quote.amount_out))
+            assert trade(amount) == (None if quote is None else (amount, quote.amount_out, 0))
             want = rng.randrange(1, 10**24)
             paid = V2M.amount_in_for(pool, zero_for_one, want)
-            assert trade(-want) == (None if paid is None else (paid, want))
+            assert trade(-want) == (None if paid is None else (paid, want, 0))
 
 
 def _v3_states() -> list[V3PoolState]:
@@ -344,7 +344,7 @@ def _v3_states() -> list[V3PoolState]:
 
 def test_v3_trader_and_fast_quote_equal_the_pools_swap_loop() -> None:
     rng = random.Random(4)
-    checked = 0
+    checked = crossing = 0
     for state in _v3_states():
         for zero_for_one in (True, False):
             trade = V3M.trader(state, zero_for_one)
@@ -369,15 +369,29 @@ def test_v3_trader_and_fast_quote_equal_the_pools_swap_loop() -> None:
                 expected = (amount, out) if used == amount and out > 0 else None
                 quote = V3M.quote(state, zero_for_one, amount)
                 assert (None if quote is None else (amount, quote.amount_out)) == expected
-                assert trade(amount) == expected
+                ticks = outcome.initialized_ticks_crossed
+                assert trade(amount) == (None if expected is None else (*expected, ticks))
                 if expected is not None:
-                    assert quote is not None
-                    assert quote.ticks_crossed == outcome.initialized_ticks_crossed
+                    assert quote is not None and quote.ticks_crossed == ticks
                     paid = V3M.amount_in_for(state, zero_for_one, out)
                     assert paid is not None and paid <= amount
-                    assert trade(-out) == (paid, out)
+                    bought = trade(-out)
+                    assert bought is not None and bought[:2] == (paid, out)
+                    back = simulate_swap(
+                        sqrt_price_x96=state.sqrt_price_x96,
+                        tick=state.tick,
+                        liquidity=state.liquidity,
+                        fee=state.fee,
+                        tick_spacing=state.tick_spacing,
+                        bitmap=state.bitmap,
+                        liquidity_net=state.liquidity_net,
+                        zero_for_one=zero_for_one,
+                        amount_specified=-out,
+                    )
+                    assert bought[2] == back.initialized_ticks_crossed
+                    crossing += ticks > 0
                     checked += 1
-    assert checked > 500
+    assert checked > 500 and crossing > 50
 
 
 def test_v3_bound_is_never_exceeded_within_its_reach() -> None:

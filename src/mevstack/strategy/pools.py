@@ -11,6 +11,7 @@ in by registering a model for their ``kind`` string.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -28,6 +29,10 @@ from mevstack.market.uniswap_v3.swap import V3SwapOutcome, default_price_limit, 
 from mevstack.market.uniswap_v3.swap_math import compute_swap_step
 from mevstack.market.uniswap_v3.tick_bitmap import next_initialized_tick_within_one_word
 from mevstack.market.uniswap_v3.tick_math import MAX_TICK, MIN_TICK, get_sqrt_ratio_at_tick
+
+# TickMath.getSqrtRatioAtTick is a pure function of the tick and the same few ticks around each
+# pool's price are asked for at every quote: remembering them saves a microsecond a quote.
+_sqrt_at_tick = functools.lru_cache(maxsize=16_384)(get_sqrt_ratio_at_tick)
 
 # Gas per hop when a state carries no ``gas_estimate`` of its own (market states do).  Estimates
 # (DESIGN.md: gas is an estimate until included): a V2 pair swap with its token transfer ~60k;
@@ -98,9 +103,9 @@ class Bound(NamedTuple):
     reach: int | None
 
 
-Trader = Callable[[int], tuple[int, int] | None]
-"""``amount > 0``: exact input, ``-amount``: exact output; returns ``(paid, received)`` exactly
-as ``quote``/``amount_in_for`` would (``None``: no fill), ticks crossed aside."""
+Trader = Callable[[int], tuple[int, int, int] | None]
+"""``amount > 0``: exact input, ``-amount``: exact output; returns ``(paid, received, ticks
+crossed)`` exactly as ``quote``/``amount_in_for`` would (``None``: no fill)."""
 
 
 class PoolModel(Protocol):
@@ -219,15 +224,15 @@ class V2Model:
         gamma = FEE_DENOMINATOR_BPS - state.fee_bps
         scaled_in = r_in * FEE_DENOMINATOR_BPS
 
-        def trade(amount: int) -> tuple[int, int] | None:
+        def trade(amount: int) -> tuple[int, int, int] | None:
             if r_in <= 0 or r_out <= 0 or amount == 0:
                 return None
             if amount > 0:
                 out = amount * gamma * r_out // (scaled_in + amount * gamma)
-                return (amount, out) if out > 0 else None
+                return (amount, out, 0) if out > 0 else None
             if -amount >= r_out:
                 return None
-            return -(amount * scaled_in // (gamma * (r_out + amount))), -amount
+            return -(amount * scaled_in // (gamma * (r_out + amount))), -amount, 0
 
         return trade
 
@@ -326,7 +331,7 @@ class V3Model:
         crossed = 0
         for _ in range(_MAX_SEGMENTS):
             boundary = _next_initialized_from(state, tick, zero_for_one)
-            nxt = get_sqrt_ratio_at_tick(boundary) / _Q96
+            nxt = _sqrt_at_tick(boundary) / _Q96
             if liquidity > 0:
                 L = float(liquidity)
                 if zero_for_one:
@@ -359,7 +364,7 @@ class V3Model:
         if price <= 0 or liquidity <= 0:
             return None
         g = _FEE_PIPS - state.fee
-        boundary = get_sqrt_ratio_at_tick(_next_initialized_from(state, state.tick, zero_for_one))
+        boundary = _sqrt_at_tick(_next_initialized_from(state, state.tick, zero_for_one))
         if zero_for_one:
             # out = L·√P·(y·g)/(L/√P·Q96² + y·g·√P·Q96)-ish, scaled to integers:
             curve = Mobius(
@@ -379,7 +384,7 @@ class V3Model:
         full simulation."""
         walk = _SwapSteps(state, zero_for_one)
 
-        def trade(amount: int) -> tuple[int, int] | None:
+        def trade(amount: int) -> tuple[int, int, int] | None:
             if amount == 0 or state.sqrt_price_x96 == 0:
                 return None
             try:
@@ -390,9 +395,17 @@ class V3Model:
                 return None if done is None or done[1] <= 0 else done
             if amount > 0:
                 quote = self.quote(state, zero_for_one, amount)
-                return None if quote is None else (amount, quote.amount_out)
-            paid = self.amount_in_for(state, zero_for_one, -amount)
-            return None if paid is None else (paid, -amount)
+                return None if quote is None else (amount, quote.amount_out, quote.ticks_crossed)
+            try:
+                outcome = _simulate(state, zero_for_one, amount)
+            except MathRevert:
+                return None
+            got, paid = (
+                (-outcome.amount1, outcome.amount0)
+                if zero_for_one
+                else (-outcome.amount0, outcome.amount1)
+            )
+            return (paid, -amount, outcome.initialized_ticks_crossed) if got >= -amount else None
 
         return trade
 
@@ -430,6 +443,7 @@ class _Step(NamedTuple):
     in_to_target: int
     out_to_target: int
     paid_full: int
+    crossed_before: int
     last: bool  # its target is the price limit: a swap that gets there is not filled
 
 
@@ -452,13 +466,15 @@ class _SwapSteps:
         self.less_fee = _FEE_PIPS - state.fee
         self.limit = default_price_limit(zero_for_one)
         self.steps: list[_Step] = []
-        self.end: tuple[int, int, int, int, int] | None = (
+        # where the next step to compute starts: paid, got, price, liquidity, tick, crossed
+        self.end: tuple[int, int, int, int, int, int] | None = (
             0,
             0,
             state.sqrt_price_x96,
             state.liquidity,
             state.tick,
-        )  # where the next step to compute starts: paid, got, price, liquidity, tick
+            0,
+        )
 
     def step(self, k: int) -> _Step:
         while len(self.steps) <= k:
@@ -469,7 +485,7 @@ class _SwapSteps:
 
     def _next(self) -> _Step:
         assert self.end is not None
-        paid, got, price, liquidity, tick = self.end
+        paid, got, price, liquidity, tick, crossed = self.end
         state, zero_for_one, limit = self.state, self.zero_for_one, self.limit
         if (limit >= price) if zero_for_one else (limit <= price):
             raise MathRevert("SPL", "at the price limit")
@@ -477,7 +493,7 @@ class _SwapSteps:
             state.bitmap, tick, state.tick_spacing, zero_for_one
         )
         tick_next = max(MIN_TICK, min(MAX_TICK, tick_next))
-        price_next = get_sqrt_ratio_at_tick(tick_next)
+        price_next = _sqrt_at_tick(tick_next)
         beyond = (price_next < limit) if zero_for_one else (price_next > limit)
         target = limit if beyond else price_next
         if zero_for_one:
@@ -488,7 +504,16 @@ class _SwapSteps:
             out_full = get_amount0_delta(price, target, liquidity, False)
         paid_full = in_full + mul_div_rounding_up(in_full, state.fee, self.less_fee)
         step = _Step(
-            paid, got, price, liquidity, target, in_full, out_full, paid_full, target == limit
+            paid,
+            got,
+            price,
+            liquidity,
+            target,
+            in_full,
+            out_full,
+            paid_full,
+            crossed,
+            target == limit,
         )
         if target == limit:
             self.end = None
@@ -496,11 +521,12 @@ class _SwapSteps:
             if initialized:
                 net = state.liquidity_net.get(tick_next, 0)
                 liquidity = add_delta(liquidity, -net if zero_for_one else net)
+                crossed += 1
             tick = tick_next - 1 if zero_for_one else tick_next
-            self.end = (paid + paid_full, got + out_full, target, liquidity, tick)
+            self.end = (paid + paid_full, got + out_full, target, liquidity, tick, crossed)
         return step
 
-    def trade(self, amount: int) -> tuple[int, int] | None:
+    def trade(self, amount: int) -> tuple[int, int, int] | None:
         """``(paid, received)``; ``None``: not filled (raises ``_AskSimulation`` when unsure)."""
         if amount > INT256_MAX or -amount > INT256_MAX:
             raise _AskSimulation
@@ -511,7 +537,7 @@ class _SwapSteps:
             if amount > 0:
                 rest = amount - step.paid_before
                 if rest == 0:
-                    return amount, step.got_before
+                    return amount, step.got_before, step.crossed_before
                 net = rest * less_fee // _FEE_PIPS
                 if net >= step.in_to_target:
                     if step.last:
@@ -524,10 +550,10 @@ class _SwapSteps:
                     out = get_amount1_delta(nxt, price, liquidity, False)
                 else:
                     out = get_amount0_delta(price, nxt, liquidity, False)
-                return amount, step.got_before + out
+                return amount, step.got_before + out, step.crossed_before
             rest = -amount - step.got_before
             if rest == 0:
-                return step.paid_before, -amount
+                return step.paid_before, -amount, step.crossed_before
             if rest >= step.out_to_target:
                 if step.last:
                     return None
@@ -544,7 +570,7 @@ class _SwapSteps:
             if got < rest:
                 raise _AskSimulation
             fee = mul_div_rounding_up(paid, self.state.fee, less_fee)
-            return step.paid_before + paid + fee, -amount
+            return step.paid_before + paid + fee, -amount, step.crossed_before
         raise _AskSimulation
 
 
@@ -571,7 +597,7 @@ def _step_target(state: V3State, zero_for_one: bool) -> int | None:
     tick_next, _ = next_initialized_tick_within_one_word(
         state.bitmap, state.tick, state.tick_spacing, zero_for_one
     )
-    price_next = get_sqrt_ratio_at_tick(max(MIN_TICK, min(MAX_TICK, tick_next)))
+    price_next = _sqrt_at_tick(max(MIN_TICK, min(MAX_TICK, tick_next)))
     if (price_next < limit) if zero_for_one else (price_next > limit):
         return None
     return price_next

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mevstack.strategy.pools import Mobius, PoolModel, Segment
+from mevstack.strategy.pools import Mobius, PoolModel, Segment, Trader
 
 # Search tolerances, relative to the amount: a profit curve is flat at its optimum, so stopping
 # within 1e-7 of the input costs far less than the 0.1% of profit the result is held to.
@@ -227,19 +227,23 @@ def _two_v2_landing(
         return 0
     # earning ⌊P⌋ needs frac(R) below frac(P), i.e. frac(−R) above 1 − frac(P) (or R whole)
     threshold = min(1.0 - window, 1.0 - 1e-12)
+    phase0 %= 1.0
     for sign, step in ((1, turn), (-1, (1.0 - turn) % 1.0)):
         d: int | None = 1
         for _ in range(_TWO_HOP_LANDINGS):
-            d = _next_landing(phase0 % 1.0, step, threshold, d or 1)
+            d = _next_landing(phase0, step, threshold, d or 1)
             if d is None:
                 break
             y = y0 + sign * d
-            d_g, d_r = a1 - c1 * y, b2 + c2 * y
-            if y <= 0 or d_g <= 0 or (a2 * y * d_g - b1 * y * d_r) // (d_r * d_g) < top:
-                break  # off the plateau: further landings on this side earn less
+            d_g = a1 - c1 * y
+            if y <= 0 or d_g <= 0:
+                break
+            d_r = b2 + c2 * y
             x = -(-(b1 * y) // d_g)
             if a2 * y // d_r - x >= top:
                 return x
+            if (a2 * y * d_g - b1 * y * d_r) // (d_r * d_g) < top:
+                break  # off the plateau: further landings on this side earn less
             d += 1
     return 0
 
@@ -810,13 +814,29 @@ def _refine(legs: Sequence[Leg], chosen: Sized, net: NetFn, cap: int | None) -> 
                     break
     if best_x <= 0:
         return chosen
-    at = evaluate(legs, best_x)
+    at = _forward_two(a, b, c, on_first, other, best_x)
     if at is None:
         return chosen
     value = net(at)
     if value is None or value <= chosen.net:
         return chosen
     return Sized(at, value)
+
+
+def _forward_two(a: int, b: int, c: int, on_first: bool, other: Trader, x: int) -> PathEval | None:
+    """``evaluate`` of a two-hop path with one V2 hop ``(a, b, c)``, the other through its
+    trader (the steps it has walked already are not walked again)."""
+    if on_first:
+        y = a * x // (b + c * x)
+        traded = other(y) if y > 0 else None
+        if traded is None:
+            return None
+        return PathEval(x, (y, traded[1]), (0, traded[2]))
+    traded = other(x)
+    if traded is None:
+        return None
+    out = a * traded[1] // (b + c * traded[1])
+    return PathEval(x, (traded[1], out), (traded[2], 0)) if out > 0 else None
 
 
 def _refine_target(legs: Sequence[Leg], chosen: Sized) -> int | None:
