@@ -10,6 +10,9 @@ CONFIG ?= mevstack.toml
 .PHONY: setup test test-fast lint demo bench devnet clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+		else echo "setup: Debian chromium is needed for the dashboard tests: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
