@@ -7,6 +7,7 @@ Every key of the documented format is honoured; an unknown key, a bad address, U
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -98,6 +99,16 @@ HttpUrl = Annotated[str, _url(("http", "https"))]
 WsUrl = Annotated[str, _url(("ws", "wss"))]
 Name = Annotated[str, AfterValidator(_name)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _ip_network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR") from None
+    return value
 
 
 class _Section(BaseModel):
@@ -146,6 +157,11 @@ class ServerConfig(_Section):
         default_factory=lambda: ["http://127.0.0.1:5002", "http://localhost:5002"]
     )
     public_read: bool = True
+    rate_limit_per_token: PositiveInt = 200
+    rate_limit_per_address: PositiveInt = 100
+    rate_limit_window_s: PositiveFloat = 1.0
+    # Peers whose X-Forwarded-For is believed; everyone else is rate-limited by its own address.
+    trusted_proxies: list[Annotated[str, AfterValidator(_ip_network)]] = Field(default_factory=list)
 
 
 class AuthToken(_Section):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -132,7 +134,7 @@ async def test_mutating_endpoint_refuses_bad_tokens(
     body: object,
     scope: str,
 ) -> None:
-    def call(headers: dict[str, str]) -> object:
+    def call(headers: dict[str, str]) -> Coroutine[Any, Any, httpx.Response]:
         return client.request(method, path, json=body, headers=headers)
 
     missing = await call({})

@@ -10,10 +10,12 @@ import atexit
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
+from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.api.conftest import PLAIN, make_app
@@ -25,7 +27,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
 
 def no_server_error_but_not_built(
-    ctx: object, response: schemathesis.Response, case: schemathesis.Case
+    ctx: object, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     """Like not_a_server_error, except the documented 503 of a feature that is not built."""
     if response.status_code < 500:
@@ -37,8 +39,8 @@ def no_server_error_but_not_built(
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
-    excluded = [schemathesis.checks.not_a_server_error]
+def test_api_conforms_to_its_openapi_document(case: schemathesis.Case[Any]) -> None:
+    excluded: list[CheckFunction] = [schemathesis.checks.not_a_server_error]
     if case.operation.path == "/api/trades":
         # A cursor is opaque (only ones the API returned are valid): any other string is a
         # documented 400, which this check would count as "valid data rejected".

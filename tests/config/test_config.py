@@ -257,3 +257,38 @@ format = "slack"
         load(tmp_path, CHAIN + "[exploits]\ncolour = 1\n")
     with pytest.raises(ConfigError, match=r"exploits.chains: no chain named 'solana'"):
         load(tmp_path, CHAIN + "[exploits.chains.solana]\nmin_drop_bps = 1\n")
+
+
+def test_server_rate_limits_and_trusted_proxies(tmp_path: Path) -> None:
+    defaults = load(tmp_path, "").server
+    assert (defaults.rate_limit_per_token, defaults.rate_limit_per_address) == (200, 100)
+    assert defaults.rate_limit_window_s == 1.0 and defaults.trusted_proxies == []
+    text = (
+        "[server]\nrate_limit_per_token = 7\nrate_limit_window_s = 2.5\n"
+        'trusted_proxies = ["10.0.0.1", "192.168.0.0/16", "::1"]\n'
+    )
+    server = load(tmp_path, text, environ={"MEVSTACK_SERVER_RATE_LIMIT_PER_ADDRESS": "9"}).server
+    assert (server.rate_limit_per_token, server.rate_limit_per_address) == (7, 9)
+    assert server.rate_limit_window_s == 2.5
+    assert server.trusted_proxies == ["10.0.0.1", "192.168.0.0/16", "::1"]
+    overridden = load(tmp_path, text, environ={"MEVSTACK_SERVER_RATE_LIMIT_PER_TOKEN": "11"})
+    assert overridden.server.rate_limit_per_token == 11
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        ("rate_limit_per_token = 0", {}, "server.rate_limit_per_token: Input should be greater"),
+        ("rate_limit_per_address = -3", {}, "server.rate_limit_per_address: Input should be"),
+        ("rate_limit_window_s = 0", {}, "server.rate_limit_window_s: Input should be greater"),
+        ("", {"MEVSTACK_SERVER_RATE_LIMIT_PER_TOKEN": "lots"}, "server.rate_limit_per_token"),
+        ('trusted_proxies = ["10.0.0.300"]', {}, "server.trusted_proxies[0]: '10.0.0.300' is not"),
+        ('trusted_proxies = ["1.2.3.4", "x/8"]', {}, "server.trusted_proxies[1]: 'x/8' is not an"),
+    ],
+)
+def test_bad_server_limits_are_one_line_errors_naming_the_key(
+    tmp_path: Path, text: str, environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, f"[server]\n{text}\n", environ=environ)
+    assert expected in str(info.value) and "\n" not in str(info.value)

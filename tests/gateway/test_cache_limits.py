@@ -5,9 +5,16 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from mevstack.config import ServerConfig
 from mevstack.errors import ConfigError
-from mevstack.gateway.cache import ResponseCache, cache_key, mark_stale
-from mevstack.gateway.ratelimit import MemoryRateLimiter, RateLimits, limits_from_env
+from mevstack.gateway.cache import ResponseCache, affected_prefixes, cache_key, mark_stale
+from mevstack.gateway.proxies import client_address, parse_networks
+from mevstack.gateway.ratelimit import (
+    MemoryRateLimiter,
+    RateLimits,
+    limits_from_config,
+    limits_from_env,
+)
 
 
 def test_cache_fresh_then_revalidate_then_expired_and_only_200s() -> None:
@@ -51,9 +58,48 @@ async def test_memory_limiter_windows() -> None:
     assert await limiter.hit("k", 3, 1.0) is None
 
 
-def test_limits_from_env() -> None:
-    assert limits_from_env({}) == RateLimits()
-    got = limits_from_env({"MEVSTACK_RATELIMIT_PER_TOKEN": "7", "MEVSTACK_RATELIMIT_WINDOW_S": "2"})
-    assert (got.per_token, got.per_address, got.window_s) == (7, RateLimits().per_address, 2.0)
-    with pytest.raises(ConfigError, match="MEVSTACK_RATELIMIT_PER_ADDRESS"):
-        limits_from_env({"MEVSTACK_RATELIMIT_PER_ADDRESS": "lots"})
+def test_writes_invalidate_their_resources_and_what_they_change() -> None:
+    assert affected_prefixes("/api/trading/state") == ("/api/trading",)
+    assert affected_prefixes("/api/agents/arbitrage/stop") == ("/api/agents",)
+    assert affected_prefixes("/api/exploits") == ("/api/exploits",)
+    assert set(affected_prefixes("/api/mev/opportunities/opp-1/execute")) == {
+        "/api/mev",
+        "/api/trades",
+        "/api/trading/state",
+    }
+    assert affected_prefixes("/openapi.json") == ()
+    cache = ResponseCache()
+    body = b'{"data": [], "meta": {}}'
+    for key in ("/api/agents", "/api/agents?x=1", "/api/agentsx", "/api/trades", "/api/mev/x"):
+        cache.store(key, 200, body, "application/json", "e")
+    before = cache.epoch
+    assert cache.invalidate(("/api/agents", "/api/mev")) == 3
+    assert cache.lookup("/api/agentsx", "/api/agentsx") is not None
+    assert cache.lookup("/api/agents?x=1", "/api/agents") is None
+    # a read that started before the write cannot store its outdated answer afterwards
+    cache.store("/api/agents", 200, body, "application/json", "e", epoch=before)
+    assert cache.lookup("/api/agents", "/api/agents") is None
+    cache.store("/api/agents", 200, body, "application/json", "e", epoch=cache.epoch)
+    assert cache.lookup("/api/agents", "/api/agents") is not None
+
+
+def test_client_address_believes_only_trusted_proxies() -> None:
+    trusted = parse_networks(["10.0.0.0/8", "::1"])
+    assert client_address("203.0.113.9", "1.1.1.1", trusted) == "203.0.113.9"
+    assert client_address("10.1.2.3", None, trusted) == "10.1.2.3"
+    assert client_address("10.1.2.3", "1.1.1.1, 198.51.100.7", trusted) == "198.51.100.7"
+    # the client's own entries (left) are ignored; our inner proxies (right) are skipped
+    assert client_address("::1", "6.6.6.6, 198.51.100.7, 10.0.0.5", trusted) == "198.51.100.7"
+    assert client_address("10.1.2.3", "10.0.0.9, 10.0.0.5", trusted) == "10.0.0.9"
+    with pytest.raises(ConfigError, match=r"server\.trusted_proxies: 'nope' is not"):
+        parse_networks(["nope"])
+
+
+def test_limits_come_from_server_config_and_its_env_overrides() -> None:
+    assert limits_from_config(ServerConfig()) == RateLimits()
+    server = ServerConfig(rate_limit_per_token=7, rate_limit_window_s=2.0)
+    assert limits_from_config(server) == RateLimits(7, RateLimits().per_address, 2.0)
+    got = limits_from_env({"MEVSTACK_SERVER_RATE_LIMIT_PER_ADDRESS": "5", "OTHER": "x"})
+    assert got == RateLimits(RateLimits().per_token, 5, RateLimits().window_s)
+    with pytest.raises(ConfigError, match=r"server\.rate_limit_per_address"):
+        limits_from_env({"MEVSTACK_SERVER_RATE_LIMIT_PER_ADDRESS": "lots"})

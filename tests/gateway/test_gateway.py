@@ -12,7 +12,7 @@ import pytest
 
 from mevstack.gateway.app import Gateway, GatewayOptions
 from mevstack.gateway.ratelimit import RateLimits, RedisRateLimiter
-from tests.api.conftest import auth, make_authenticator
+from tests.api.conftest import PLAIN, auth, make_authenticator
 from tests.gateway.conftest import REDIS_URL, EngineServer, drop_namespace
 from tests.waiting import wait_until
 
@@ -281,3 +281,117 @@ async def test_a_read_failing_with_500_moves_to_the_next_engine(tmp_path: Path) 
         await gw.aclose()
         for engine in engines:
             await engine.kill()
+
+
+async def test_auth_is_checked_before_the_cache(
+    tmp_path: Path, engines: list[EngineServer]
+) -> None:
+    gw, client = await open_gateway(
+        tmp_path, engines, swr_s=0.0, ttls={"/api": 60.0}, limits=RateLimits(10**6, 10**6, 1.0)
+    )
+    try:
+        first = await client.get("/api/mev/opportunities", headers=auth("reader"))
+        assert first.status_code == 200 and first.headers["x-cache"] == "miss"
+        again = await client.get("/api/mev/opportunities", headers=auth("admin"))
+        assert again.headers["x-cache"] == "hit"  # the answer is in the cache now
+        signer = gw.authenticator.signer
+        expired, _ = signer.issue(await gw.authenticator.api_token(PLAIN["reader"]), ttl_s=-1)
+        refused = {
+            "no token": {},
+            "wrong token": {"Authorization": "Bearer mvt_not-a-known-token"},
+            "malformed header": {"Authorization": "Basic abc"},
+            "expired session": {"Authorization": f"Bearer {expired}"},
+        }
+        for why, headers in refused.items():
+            answer = await client.get("/api/mev/opportunities", headers=headers)
+            assert answer.status_code == 401, why
+            assert "x-cache" not in answer.headers and "data" not in answer.json(), why
+    finally:
+        await client.aclose()
+        await gw.aclose()
+
+
+async def test_a_successful_write_makes_the_next_read_fresh(tmp_path: Path) -> None:
+    engine = EngineServer(tmp_path, "engine-a", lease=True)
+    # the engine's own state for the endpoints whose runtime this test does not start
+    state: dict[str, object] = {"mode": "paper", "kill_switch": False}
+    agents = {"arbitrage": False}
+    alerts: list[dict[str, object]] = []
+
+    async def trading_state() -> dict[str, object]:
+        return dict(state)
+
+    async def patch_trading_state(changes: dict[str, object]) -> dict[str, object]:
+        state.update(changes)
+        return dict(state)
+
+    async def list_agents() -> list[dict[str, object]]:
+        return [{"id": k, "running": v} for k, v in agents.items()]
+
+    async def set_agent_running(agent_id: str, running: bool) -> dict[str, object]:
+        agents[agent_id] = running
+        return {"id": agent_id, "running": running}
+
+    async def exploits() -> list[dict[str, object]]:
+        return list(alerts)
+
+    async def add_exploit(alert: dict[str, object]) -> dict[str, object]:
+        alerts.append(alert)
+        return alert
+
+    view = engine.view
+    view.exploits = exploits  # type: ignore[method-assign]
+    view.add_exploit = add_exploit  # type: ignore[method-assign]
+    view.trading_state = trading_state  # type: ignore[method-assign]
+    view.patch_trading_state = patch_trading_state  # type: ignore[method-assign]
+    view.agents = list_agents  # type: ignore[method-assign]
+    view.set_agent_running = set_agent_running  # type: ignore[method-assign]
+    await engine.start()
+    gw, client = await open_gateway(
+        tmp_path, [engine], swr_s=0.0, ttls={"/api": 60.0}, limits=RateLimits(10**6, 10**6, 1.0)
+    )
+    try:
+        for path in ("/api/trading/state", "/api/agents", "/api/exploits", "/api/nodes"):
+            await client.get(path, headers=auth("reader"))
+        cached = await client.get("/api/trading/state", headers=auth("reader"))
+        assert cached.headers["x-cache"] == "hit"
+        assert cached.json()["data"]["kill_switch"] is False
+        patch = await client.patch(
+            "/api/trading/state", json={"kill_switch": True}, headers=auth("admin")
+        )
+        assert patch.status_code == 200, patch.text
+        fresh = await client.get("/api/trading/state", headers=auth("reader"))
+        assert fresh.headers["x-cache"] == "miss" and fresh.json()["data"]["kill_switch"] is True
+        start = await client.post("/api/agents/arbitrage/start", headers=auth("admin"))
+        assert start.status_code == 200, start.text
+        listed = await client.get("/api/agents", headers=auth("reader"))
+        assert listed.headers["x-cache"] == "miss"
+        assert listed.json()["data"] == [{"id": "arbitrage", "running": True}]
+        alert = {"chain": "ethereum", "address": "0x" + "11" * 20}
+        posted = await client.post("/api/exploits", json=alert, headers=auth("admin"))
+        assert posted.status_code == 200, posted.text
+        listed = await client.get("/api/exploits", headers=auth("reader"))
+        assert listed.headers["x-cache"] == "miss" and listed.json()["data"] == [alert]
+        # a refused write changes nothing, so it leaves the cache alone
+        refused = await client.post("/api/agents/arbitrage/stop", headers=auth("reader"))
+        assert refused.status_code == 403
+        assert (await client.get("/api/agents", headers=auth("reader"))).headers["x-cache"] == "hit"
+    finally:
+        await client.aclose()
+        await gw.aclose()
+        await engine.kill()
+
+
+async def test_refused_callers_spend_their_address_budget(
+    tmp_path: Path, engines: list[EngineServer]
+) -> None:
+    limits = RateLimits(per_token=10**6, per_address=2, window_s=3600)
+    gw, client = await open_gateway(tmp_path, engines, limits=limits)
+    try:
+        wrong = {"Authorization": "Bearer mvt_guess"}
+        codes = [(await client.get("/api/agents", headers=wrong)).status_code for _ in range(3)]
+        assert codes == [401, 401, 429]
+        assert (await client.get("/api/agents", headers=auth("reader"))).status_code == 429
+    finally:
+        await client.aclose()
+        await gw.aclose()

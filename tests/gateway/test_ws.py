@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import Any
 
 import orjson
@@ -12,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from mevstack.bus import Bus
 from mevstack.events import Event, EventName
-from mevstack.gateway.ws import SLOW_CLIENT_CLOSE_CODE, Client
+from mevstack.gateway.ws import SESSION_EXPIRED_CLOSE_CODE, SLOW_CLIENT_CLOSE_CODE, Client
 from tests.api.conftest import PLAIN
 from tests.gateway.conftest import StartServer, recv_json
 from tests.waiting import wait_until
@@ -217,3 +219,80 @@ async def test_server_sends_heartbeat_pings(memory_bus: Bus, start_ws: StartServ
         (client,) = server.clients
         # latency is measured from the server's own ping frame and the client's pong
         await wait_until(lambda: client.ws.latency > 0, within=3, what="server ping answered")
+
+
+async def test_since_ahead_of_the_stream_resyncs_then_follows_live(
+    bus: Bus, start_ws: StartServer
+) -> None:
+    server = await start_ws(bus)
+    first = [await bus.publish(EventName.TRADE_INCLUDED, "ethereum", {"i": i}) for i in range(3)]
+    await wait_until(lambda: server.hub_seq == first[-1].seq, what="hub caught up")
+    # a client of a previous run of the stream, whose seq has started again from 1 since
+    async with connect(url(server.port)) as ws:
+        since = first[-1].seq + 1000
+        await send(ws, {"type": "subscribe", "events": ["trade.included"], "since": since})
+        assert (await recv_json(ws))["type"] == "subscribed"
+        resync = await recv_json(ws)
+        assert resync["type"] == "resync" and f"since seq {since} is ahead" in resync["reason"]
+        live = await bus.publish(EventName.TRADE_INCLUDED, "ethereum", {"i": 3})
+        got = await recv_json(ws)
+        assert (got["type"], got["seq"], got["data"]) == ("event", live.seq, {"i": 3})
+    # since equal to the current seq is an up-to-date client: no resync, just live events
+    async with connect(url(server.port)) as ws:
+        await send(ws, {"type": "subscribe", "events": ["trade.included"], "since": live.seq})
+        assert (await recv_json(ws))["type"] == "subscribed"
+        nxt = await bus.publish(EventName.TRADE_INCLUDED, "ethereum", {"i": 4})
+        assert (await recv_json(ws))["seq"] == nxt.seq
+
+
+async def test_an_expiring_session_ends_the_stream(
+    memory_bus: Bus, start_ws: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_ws(memory_bus)  # even with public_read the session's stream ends
+    reader = await server.authenticator.api_token(PLAIN["reader"])
+    session, expires_at = server.authenticator.signer.issue(reader, ttl_s=1)
+    frames: list[dict[str, Any]] = []
+    async with connect(url(server.port)) as ws:
+        await send(ws, {"type": "auth", "token": session})
+        assert (await recv_json(ws))["type"] == "authenticated"
+        await send(ws, {"type": "subscribe", "events": ["block.new"]})
+        assert (await recv_json(ws))["type"] == "subscribed"
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                frames.append(await recv_json(ws, within=5.0))
+    assert time.time() >= expires_at - 0.05  # not before the expiry
+    assert frames == [{"type": "error", "error": "session expired"}]
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == SESSION_EXPIRED_CLOSE_CODE == 4401
+    assert session not in closed.value.rcvd.reason and session not in caplog.text
+    await wait_until(lambda: not server.clients, what="expired client gone")
+
+
+async def test_an_api_token_stream_stays_open(memory_bus: Bus, start_ws: StartServer) -> None:
+    server = await start_ws(memory_bus, public_read=False)
+    async with connect(url(server.port)) as ws:
+        await send(ws, {"type": "auth", "token": PLAIN["reader"]})
+        assert (await recv_json(ws))["type"] == "authenticated"
+        await wait_until(lambda: len(server.clients) == 1, what="connected")
+        (client,) = server.clients
+        assert client.expiry is None  # API tokens do not expire: nothing will end the stream
+
+
+async def test_since_the_hub_has_not_reached_yet_is_no_resync(
+    memory_bus: Bus, start_ws: StartServer
+) -> None:
+    server = await start_ws(memory_bus)
+    assert server._hub is not None
+    server._hub.cancel()  # the hub stops following the bus: it is now behind it
+    with contextlib.suppress(asyncio.CancelledError):
+        await server._hub
+    behind = server.hub_seq
+    ahead = [await memory_bus.publish(EventName.BLOCK_NEW, "ethereum", {"i": i}) for i in range(3)]
+    async with connect(url(server.port)) as ws:
+        # a client that saw these events through another gateway: the stream did not restart
+        since = ahead[-1].seq
+        assert since > behind
+        await send(ws, {"type": "subscribe", "events": ["block.new"], "since": since})
+        assert (await recv_json(ws))["type"] == "subscribed"
+        await send(ws, {"type": "ping"})
+        assert await recv_json(ws) == {"type": "pong"}  # answered in order, after no resync

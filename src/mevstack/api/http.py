@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -127,6 +128,24 @@ def _query_params(dependant: Any) -> list[Any]:
     return params
 
 
+# The view's deliberate errors and the status and code each one answers with.
+_VIEW_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    NotAvailable: (503, "not_available"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    BadRequest: (400, "bad_request"),
+}
+
+
+def _view_error_handler(
+    status: int, code: str
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handler(_: Request, exc: Exception) -> Response:
+        return error_response(status, str(exc), code)
+
+    return handler
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -150,21 +169,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error_response(exc.status, str(exc), exc.code, headers)
 
-    @app.exception_handler(NotAvailable)
-    async def _missing(_: Request, exc: NotAvailable) -> Response:
-        return error_response(503, str(exc), "not_available")
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> Response:
-        return error_response(404, str(exc), "not_found")
-
-    @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict) -> Response:
-        return error_response(409, str(exc), "conflict")
-
-    @app.exception_handler(BadRequest)
-    async def _bad(_: Request, exc: BadRequest) -> Response:
-        return error_response(400, str(exc), "bad_request")
+    for exc_type, (status, code) in _VIEW_ERRORS.items():
+        app.add_exception_handler(exc_type, _view_error_handler(status, code))
 
     @app.exception_handler(MevstackError)
     async def _unavailable(_: Request, exc: MevstackError) -> Response:

@@ -78,6 +78,8 @@ class Opportunity(_Open):
     ]
     detected_at: str
     expires_at_block: int
+    token_symbol: str | None = None
+    token_decimals: int | None = None
 
 
 class Trade(_Open):

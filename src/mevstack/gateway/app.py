@@ -7,13 +7,16 @@ move to the next one when a backend cannot be reached; trades go to the lease ho
 retried elsewhere when the request provably never reached the first backend (connect error).
 When no backend answers a GET, the last good answer is served with ``meta.stale = true`` and
 ``meta.age_s``; without one, the answer is 503 ``no_backend``.
+
+Auth runs before the cache, so a cached answer is only ever served to a caller allowed to read
+it; a successful write drops the cached reads it affects, so the next read is fresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +27,7 @@ from fastapi.responses import Response
 from starlette.middleware.cors import CORSMiddleware
 
 from mevstack import __version__
-from mevstack.api.auth import Authenticator, Principal, bearer
+from mevstack.api.auth import Authenticator, AuthError, Principal, bearer
 from mevstack.api.http import (
     REQUEST_ID_HEADER,
     JSONResponse,
@@ -34,7 +37,14 @@ from mevstack.api.http import (
     request_id_var,
 )
 from mevstack.gateway.backends import FAILOVERS, Backend, BackendPool
-from mevstack.gateway.cache import ResponseCache, cache_key, mark_stale
+from mevstack.gateway.cache import (
+    ResponseCache,
+    affected_prefixes,
+    cache_key,
+    key_under,
+    mark_stale,
+)
+from mevstack.gateway.proxies import client_address, parse_networks
 from mevstack.gateway.ratelimit import (
     LIMITED,
     MemoryRateLimiter,
@@ -68,7 +78,7 @@ class GatewayOptions:
     backends: list[str]
     cors_origins: list[str] = field(default_factory=list)
     limits: RateLimits = field(default_factory=RateLimits)
-    trusted_proxies: frozenset[str] = frozenset()
+    trusted_proxies: Collection[str] = ()
     health_interval: float = 0.25
     health_timeout: float = 0.5
     swr_s: float = 2.0
@@ -114,6 +124,7 @@ class Gateway:
             timeout=options.health_timeout,
         )
         self.cache = ResponseCache(ttls=options.ttls, swr_s=options.swr_s)
+        self.trusted_proxies = parse_networks(options.trusted_proxies)
         self._refreshing: dict[str, asyncio.Task[Any]] = {}
         self._inflight: dict[str, asyncio.Future[Response | None]] = {}
         self.app = self._build_app()
@@ -192,11 +203,7 @@ class Gateway:
 
     def client_address(self, request: Request) -> str:
         peer = request.client.host if request.client else "unknown"
-        if peer in self.options.trusted_proxies:
-            forwarded = request.headers.get("x-forwarded-for")
-            if forwarded:
-                return forwarded.split(",")[-1].strip() or peer
-        return peer
+        return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
 
     async def _limit(self, request: Request, principal: Principal | None) -> Response | None:
         limits = self.options.limits
@@ -218,12 +225,17 @@ class Gateway:
     async def handle(self, request: Request, path: str) -> Response:
         method = request.method
         scope = required_scope(method, path) if path.startswith("/api/") else None
-        token = bearer(request.headers.get("authorization"))
-        principal: Principal | None
-        if scope is None:
-            principal = None
-        else:
-            principal = await self.authenticator.require(token, scope)
+        principal: Principal | None = None
+        try:
+            token = bearer(request.headers.get("authorization"))
+            if scope is not None:
+                principal = await self.authenticator.require(token, scope)
+        except AuthError:
+            # Refused callers still spend their address's budget: guessing tokens costs too.
+            limited = await self._limit(request, None)
+            if limited is not None:
+                return limited
+            raise
         limited = await self._limit(request, principal)
         if limited is not None:
             return limited
@@ -236,7 +248,18 @@ class Gateway:
         if answer is None:
             CACHE.labels(result="bypass").inc()
             return error_response(503, "no engine backend answered", "no_backend")
+        if 200 <= answer.status_code < 300:
+            self._invalidate(affected_prefixes(path))
         return answer
+
+    def _invalidate(self, prefixes: tuple[str, ...]) -> None:
+        """Drop cached reads under ``prefixes``; reads already in flight no longer count."""
+        if not prefixes:
+            return
+        self.cache.invalidate(prefixes)
+        # A read that joined a flight started before the write would get the old answer.
+        for key in [k for k in self._inflight if any(key_under(k, p) for p in prefixes)]:
+            del self._inflight[key]
 
     async def _cached_get(self, request: Request, path: str) -> Response:
         key = cache_key(path, request.url.query)
@@ -284,7 +307,8 @@ class Gateway:
             future.set_result(answer)
             return answer
         finally:
-            del self._inflight[key]
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
 
     def _revalidate(self, key: str, request: Request, path: str) -> None:
         if key in self._refreshing:
@@ -337,6 +361,7 @@ class Gateway:
         key: str | None,
     ) -> Response | None:
         order: list[Backend] = self.pool.for_reads() if reads else self.pool.for_trades()
+        epoch = self.cache.epoch
         url_tail = f"{path}?{query}" if query else path
         for attempt, backend in enumerate(order):
             if attempt:
@@ -369,7 +394,9 @@ class Gateway:
                 continue
             content_type = answer.headers.get("content-type", "application/json")
             if key is not None:
-                self.cache.store(key, answer.status_code, answer.content, content_type, backend.url)
+                self.cache.store(
+                    key, answer.status_code, answer.content, content_type, backend.url, epoch=epoch
+                )
             passed = {"X-Cache": "miss"} if reads else {}
             if "retry-after" in answer.headers:
                 passed["Retry-After"] = answer.headers["retry-after"]

@@ -9,6 +9,10 @@ Pure bookkeeping (no I/O): the gateway decides what to do from :meth:`ResponseCa
   ``meta.age_s``) when no backend answers; never invented, never served as fresh.
 
 Only 200 answers are stored.  The cache is bounded (least recently stored entries go first).
+
+A successful write drops the answers it affects (:func:`affected_prefixes`, then
+:meth:`ResponseCache.invalidate`), and bumps an epoch so that a read which was already on its
+way to an engine before the write cannot store its now outdated answer afterwards.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ DEFAULT_SWR_S = 2.0
 
 Freshness = Literal["fresh", "revalidate", "expired"]
 
+# What a write changes besides its own resource (the first path segment below /api).
+_ALSO_AFFECTED: dict[str, tuple[str, ...]] = {
+    "/api/mev": ("/api/trades", "/api/trading/state"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
@@ -56,6 +65,20 @@ def cache_key(path: str, query: str) -> str:
         return path
     pairs = sorted(query.split("&"))
     return f"{path}?{'&'.join(pairs)}"
+
+
+def affected_prefixes(path: str) -> tuple[str, ...]:
+    """The cached paths a successful write to ``path`` makes outdated (prefixes)."""
+    parts = path.split("/")
+    if len(parts) < 3 or parts[1] != "api" or not parts[2]:
+        return ()
+    root = f"/api/{parts[2]}"
+    return (root, *_ALSO_AFFECTED.get(root, ()))
+
+
+def key_under(key: str, prefix: str) -> bool:
+    path = key.partition("?")[0]
+    return path == prefix or path.startswith(prefix + "/")
 
 
 def mark_stale(body: bytes, age_s: float) -> bytes | None:
@@ -87,10 +110,11 @@ class ResponseCache:
         self.max_entries = max_entries
         self.clock = clock
         self._entries: OrderedDict[str, CachedAnswer] = OrderedDict()
+        self.epoch = 0
 
     def ttl(self, path: str) -> float:
         for prefix in self._prefixes:
-            if path == prefix or path.startswith(prefix + "/"):
+            if key_under(path, prefix):
                 return self.ttls[prefix]
         return self.default_ttl_s
 
@@ -106,13 +130,33 @@ class ResponseCache:
             return entry, "revalidate"
         return entry, "expired"
 
-    def store(self, key: str, status: int, body: bytes, content_type: str, source: str) -> None:
-        if status != 200:
+    def store(
+        self,
+        key: str,
+        status: int,
+        body: bytes,
+        content_type: str,
+        source: str,
+        *,
+        epoch: int | None = None,
+    ) -> None:
+        """Keep a 200 answer; ``epoch`` (when the read started) drops it if a write came since."""
+        if status != 200 or (epoch is not None and epoch != self.epoch):
             return
         self._entries.pop(key, None)
         self._entries[key] = CachedAnswer(status, body, content_type, self.clock(), source)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def invalidate(self, prefixes: tuple[str, ...]) -> int:
+        """Forget every answer under one of ``prefixes``; the number forgotten."""
+        if not prefixes:
+            return 0
+        self.epoch += 1
+        doomed = [k for k in self._entries if any(key_under(k, p) for p in prefixes)]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -21,7 +21,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mevstack.errors import ConfigError
+from mevstack.config import ServerConfig, parse_settings
 from mevstack.obs import metrics
 
 log = logging.getLogger(__name__)
@@ -42,33 +42,24 @@ class RateLimits:
     window_s: float = 1.0
 
 
-ENV_PREFIX = "MEVSTACK_RATELIMIT_"
+def limits_from_config(server: ServerConfig) -> RateLimits:
+    """The budgets of ``[server]`` (env overrides ``MEVSTACK_SERVER_RATE_LIMIT_*`` included)."""
+    return RateLimits(
+        server.rate_limit_per_token, server.rate_limit_per_address, server.rate_limit_window_s
+    )
 
 
 def limits_from_env(environ: Mapping[str, str]) -> RateLimits:
-    """Budgets from ``MEVSTACK_RATELIMIT_PER_TOKEN`` / ``_PER_ADDRESS`` / ``_WINDOW_S``.
+    """Deprecated: only for callers without the settings at hand (``engine.running_stack``).
 
-    The config file has no rate-limit keys yet; these variables override the defaults.
+    Reads the same ``MEVSTACK_SERVER_RATE_LIMIT_*`` overrides through config.py, so the keys and
+    their validation have one definition; use :func:`limits_from_config` instead.
     """
-    base = RateLimits()
-    values: dict[str, float] = {}
-    for key, default in (
-        ("per_token", base.per_token),
-        ("per_address", base.per_address),
-        ("window_s", base.window_s),
-    ):
-        raw = environ.get(ENV_PREFIX + key.upper())
-        if raw is None:
-            values[key] = default
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if value <= 0:
-            raise ConfigError(f"{ENV_PREFIX}{key.upper()}: expected a positive number, got {raw!r}")
-        values[key] = value
-    return RateLimits(int(values["per_token"]), int(values["per_address"]), values["window_s"])
+    prefix = "MEVSTACK_SERVER_"
+    overrides = {
+        var: value for var, value in environ.items() if var.startswith(prefix + "RATE_LIMIT_")
+    }
+    return limits_from_config(parse_settings({}, source="environment", environ=overrides).server)
 
 
 class RateLimiter(Protocol):

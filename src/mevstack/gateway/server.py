@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -31,10 +30,21 @@ from mevstack.gateway.ratelimit import (
     MemoryRateLimiter,
     RateLimiter,
     RedisRateLimiter,
-    limits_from_env,
+    limits_from_config,
 )
 from mevstack.gateway.ws import WsServer
 from mevstack.store import Store
+
+
+def gateway_options(settings: Settings) -> GatewayOptions:
+    """Everything the gateway takes from ``[server]``: the one source of its settings."""
+    server = settings.server
+    return GatewayOptions(
+        backends=list(server.backends),
+        cors_origins=list(server.cors_origins),
+        limits=limits_from_config(server),
+        trusted_proxies=tuple(server.trusted_proxies),
+    )
 
 
 def build_limiter(settings: Settings) -> RateLimiter:
@@ -71,15 +81,7 @@ async def running_gateway(
     bus = open_bus(settings.bus.url) if bus is None else bus
     try:
         authenticator = build_authenticator(settings, store)
-        gateway = Gateway(
-            GatewayOptions(
-                backends=list(server.backends),
-                cors_origins=list(server.cors_origins),
-                limits=limits_from_env(os.environ),
-            ),
-            authenticator,
-            limiter=build_limiter(settings),
-        )
+        gateway = Gateway(gateway_options(settings), authenticator, limiter=build_limiter(settings))
         ws = WsServer(bus, authenticator, cors_origins=server.cors_origins)
         try:
             await ws.start(server.host, server.ws_port)

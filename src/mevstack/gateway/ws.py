@@ -10,7 +10,11 @@ has its own bounded queue and its own writer task, so the hub never waits for a 
   slowing the others or silently missing a trade;
 * ``since`` replays from the bus's bounded buffer before the live events, with no gap and no
   duplicate (the replay covers exactly the seqs the hub had handled when the client subscribed);
-  when the buffer no longer reaches back, the client gets ``{"type": "resync", "reason"}``.
+  when the buffer no longer reaches back, the client gets ``{"type": "resync", "reason"}``;
+  so does a client whose ``since`` is *ahead* of the bus (the stream restarted, e.g. an in-memory
+  ``mevstack up`` whose seq began again at 1), followed by the live events from the current seq;
+* a session token ends the stream when it expires, not only when it is presented: an error
+  frame ``session expired``, then close code 4401.  Tokens never appear in frames or logs.
 
 Heartbeats are WebSocket ping frames (the ``websockets`` keepalive).  The Origin header, when
 present, must be one of ``cors_origins``; clients without an Origin (non-browsers) are accepted.
@@ -35,6 +39,7 @@ from websockets.typing import Origin
 
 from mevstack.api.auth import Authenticator, AuthError, Principal
 from mevstack.bus import Bus, ReplayGap, SubscriptionClosed, SubscriptionOverflow
+from mevstack.errors import MevstackError
 from mevstack.events import EVENT_NAMES, Event, EventName
 from mevstack.obs import metrics
 
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 COALESCED = frozenset({EventName.GAS_PRICE.value, EventName.NODE_STATUS.value})
 SLOW_CLIENT_CLOSE_CODE = 4008
+SESSION_EXPIRED_CLOSE_CODE = 4401
 DEFAULT_CLIENT_QUEUE = 1000
 MAX_MESSAGE_BYTES = 64 * 1024
 CLOSE_GRACE_S = 5.0
@@ -71,7 +77,19 @@ class _Replay:
     upto: int
 
 
-_Item = dict[str, Any] | Event | tuple[str, str | None, str | None] | _Replay
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """``since`` beyond what the hub had handled: the hub is behind, or the stream restarted."""
+
+    since: int
+    upto: int
+
+
+_Item = dict[str, Any] | Event | tuple[str, str | None, str | None] | _Replay | _Ahead
+
+
+def _frame(doc: dict[str, Any]) -> str:
+    return orjson.dumps(doc).decode()
 
 
 def _coalesce_key(event: Event) -> tuple[str, str | None, str | None]:
@@ -104,6 +122,7 @@ class Client:
         self.wake = asyncio.Event()
         self.min_seq = 0
         self.closed = False
+        self.expiry: asyncio.TimerHandle | None = None
 
     # --- hub side (synchronous: never waits for the socket) ---------------------------------
 
@@ -144,23 +163,48 @@ class Client:
         reason = f"slow consumer: more than {self.maxsize} messages waiting; reconnect with since"
         self.shutdown(SLOW_CLIENT_CLOSE_CODE, reason)
 
-    def shutdown(self, code: int, reason: str) -> None:
+    def shutdown(self, code: int, reason: str, last: dict[str, Any] | None = None) -> None:
+        """Stop delivering; send ``last`` (if any) and close with ``code`` and ``reason``."""
         if self.closed:
             return
         self.closed = True
+        self.disarm_expiry()
         self.queue.clear()
         self.latest.clear()
         self.wake.set()
-        self.server.spawn(self._close(code, reason))
+        self.server.spawn(self._close(code, reason, last))
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: int, reason: str, last: dict[str, Any] | None) -> None:
         # The close frame waits behind what the client has not read yet: give a slow but live
         # client a few seconds to read through to the reason, then drop the TCP connection.
         try:
             async with asyncio.timeout(CLOSE_GRACE_S):
+                if last is not None:
+                    await self.ws.send(_frame(last))
                 await self.ws.close(code, reason)
         except TimeoutError:
             self.ws.transport.abort()
+        except ConnectionClosed:
+            pass
+
+    def arm_expiry(self, expires_at: int | None) -> None:
+        """End the stream when the session token expires (API tokens have no expiry)."""
+        self.disarm_expiry()
+        if expires_at is not None:
+            delay = max(0.0, expires_at - time.time())
+            self.expiry = asyncio.get_running_loop().call_later(delay, self.expire)
+
+    def disarm_expiry(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+
+    def expire(self) -> None:
+        self.expiry = None
+        self.principal = None
+        DISCONNECTS.labels(result="session_expired").inc()
+        error = {"type": "error", "error": "session expired"}
+        self.shutdown(SESSION_EXPIRED_CLOSE_CODE, "session expired", error)
 
     # --- writer side ------------------------------------------------------------------------
 
@@ -179,25 +223,48 @@ class Client:
             elif isinstance(item, Event):
                 await self.send_event(item)
             elif isinstance(item, _Replay):
-                await self.replay(item)
+                await self.replay(item.since, item.upto)
+            elif isinstance(item, _Ahead):
+                await self.ahead(item)
             else:
-                await self.ws.send(orjson.dumps(item).decode())
+                await self.ws.send(_frame(item))
 
     async def send_event(self, event: Event) -> None:
-        await self.ws.send(orjson.dumps(event.to_wire()).decode())
+        await self.ws.send(_frame(event.to_wire()))
         SENT.inc()
 
-    async def replay(self, request: _Replay) -> None:
+    async def replay(self, since: int, upto: int) -> None:
+        """Send the wanted events with ``since < seq <= upto`` from the buffer, or a resync."""
         try:
-            missed = await self.server.bus.replay(request.since)
+            missed = await self.server.bus.replay(since)
         except ReplayGap as exc:
-            await self.ws.send(orjson.dumps({"type": "resync", "reason": str(exc)}).decode())
+            await self.ws.send(_frame({"type": "resync", "reason": str(exc)}))
             return
         for event in missed:
-            if event.seq > request.upto:
+            if event.seq > upto:
                 break
             if self.wants(event):
                 await self.send_event(event)
+
+    async def ahead(self, request: _Ahead) -> None:
+        try:
+            current = await self.server.bus.last_seq()
+        except MevstackError:
+            current = self.server.hub_seq
+        if request.since <= current:
+            return  # the hub was merely behind the bus: those events come live, above since
+        # The stream restarted below since: follow it from here.  Events the hub handled since
+        # the subscribe were held back by min_seq; the replay below sends them, and everything
+        # after ``caught_up`` is already queued live.
+        self.min_seq = 0
+        caught_up = self.server.hub_seq
+        reason = (
+            f"since seq {request.since} is ahead of the stream (current seq {current}): "
+            "the event stream restarted; reload the state, live events follow"
+        )
+        await self.ws.send(_frame({"type": "resync", "reason": reason}))
+        if caught_up > request.upto:
+            await self.replay(request.upto, min(caught_up, request.since))
 
     # --- reader side ------------------------------------------------------------------------
 
@@ -241,6 +308,7 @@ class Client:
         if principal is None or not principal.allows("read"):
             raise ProtocolError("authentication failed: the token lacks the 'read' scope")
         self.principal = principal
+        self.arm_expiry(principal.expires_at)
         self.push({"type": "authenticated", "name": principal.name})
 
     def subscribe(self, message: dict[str, Any]) -> None:
@@ -272,8 +340,9 @@ class Client:
             upto = self.server.hub_seq
             if since < upto:
                 self.push(_Replay(since, upto))
-            else:
+            elif since > upto:
                 self.min_seq = since
+                self.push(_Ahead(since, upto))
 
     def unsubscribe(self, message: dict[str, Any]) -> None:
         events = _names(message.get("events"), "events")
@@ -390,6 +459,7 @@ class WsServer:
                 DISCONNECTS.labels(result="connection_lost").inc()
         finally:
             client.closed = True
+            client.disarm_expiry()
             client.wake.set()
             self.clients.discard(client)
             CLIENTS.set(len(self.clients))

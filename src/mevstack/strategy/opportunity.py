@@ -75,6 +75,10 @@ class Opportunity:
     status: OpportunityStatus
     detected_at: str
     expires_at_block: int
+    # Display metadata of ``token`` (from the token cache), so clients can show units; amounts
+    # stay integers in the token's base units either way.
+    token_symbol: str | None = None
+    token_decimals: int | None = None
 
     def __post_init__(self) -> None:
         if self.gross_profit != self.amount_out - self.amount_in:
@@ -107,6 +111,8 @@ class Opportunity:
             "status": self.status,
             "detected_at": self.detected_at,
             "expires_at_block": self.expires_at_block,
+            "token_symbol": self.token_symbol,
+            "token_decimals": self.token_decimals,
         }
 
 
