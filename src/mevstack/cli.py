@@ -102,7 +102,22 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    raise _not_built("`mevstack demo`", 9)
+    from mevstack.devnet.demo import DemoOptions, run_demo
+    from mevstack.obs.log import configure_logging
+
+    configure_logging(args.log_level)
+    return run_demo(
+        DemoOptions(
+            state_dir=args.state_dir,
+            chains=args.chains,
+            base_port=args.base_port,
+            engine_port=args.engine_port,
+            gateway_port=args.gateway_port,
+            ws_port=args.ws_port,
+            dashboard_port=args.dashboard_port,
+            time_scale=args.time_scale,
+        )
+    )
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -232,7 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-dir", type=Path, default=None, metavar="DIR", help="write anvil logs here"
     )
 
-    add("demo", cmd_demo, "devnet + market activity + the whole stack")
+    demo = add("demo", cmd_demo, "devnet + market activity + the whole stack")
+    demo.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    demo.add_argument("--state-dir", type=Path, default=Path(".mevstack/demo"), metavar="DIR")
+    demo.add_argument(
+        "--chains",
+        default="ethereum,arbitrum,optimism,polygon,base",
+        help="comma-separated devnet chains (default: all five)",
+    )
+    demo.add_argument("--base-port", type=int, default=8545, help="first anvil port")
+    demo.add_argument("--engine-port", type=int, default=8082)
+    demo.add_argument("--gateway-port", type=int, default=8093)
+    demo.add_argument("--ws-port", type=int, default=8094)
+    demo.add_argument("--dashboard-port", type=int, default=5002)
+    demo.add_argument("--time-scale", type=float, default=0.25, help="block time factor")
     gateway = add("gateway", cmd_gateway, "the REST gateway (8093) and the WebSocket (8094)")
     gateway.add_argument("--log-level", default="info", help="debug, info, warning or error")
     dashboard = add("dashboard", cmd_dashboard, "the web dashboard (5002)")

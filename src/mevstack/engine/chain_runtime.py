@@ -19,6 +19,12 @@ each change as ``mev.opportunity``, upserts it into the store, and prunes the st
 retention policy.  Scan time per block is measured (``scan_times``) and exposed in the agent
 status.  The backrun agent (``backrun_agent``) is fed by a mempool poller instead of blocks.
 Tokens enter the market only after the unsafe-token round trip (``token_safety``).
+
+The engine wires three things in: the trading state's blocklist (``blocked_tokens`` /
+``blocked_pools``: no opportunity through them is published, and :meth:`ChainRuntime.withdraw`
+expires live ones at once), listeners of each published batch (auto-execution), and
+``before_block`` hooks that see each block with the market still in the state before it (the
+exploit watch).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -361,10 +367,17 @@ class ArbitrageWorker:
                 self._indexed = len(pools)
             started = time.perf_counter()
             found = self.scanner.scan(
-                states, block_number=block, gas=gas, detected_at=utc_now_iso(), changed=scope
+                states,
+                block_number=block,
+                gas=gas,
+                detected_at=utc_now_iso(),
+                changed=scope,
+                blocked_tokens=runtime.blocked_tokens(),
             )
             ms = (time.perf_counter() - started) * 1000.0
         runtime.scan_times.add(ms, scope is None)
+        # the scan process is not told the blocklist; the inline scanner already skipped tokens
+        found = runtime.not_blocked(found)
         changes = runtime.book.update(found, None if scope is None else {a.lower() for a in scope})
         await runtime.emit(changes, block)
         runtime.last_scanned = (block, tick.received_at)
@@ -423,6 +436,13 @@ class ChainRuntime:
             )
         self._scans_since_prune = 0
         self._pump: asyncio.Task[None] | None = None
+        # wired by the engine: the trading state's blocklist (lower-case addresses), listeners of
+        # published opportunity changes (auto-execution), and hooks that must see each block's
+        # logs with the market still in the state before that block (the exploit watch)
+        self.blocked_tokens: Callable[[], frozenset[str]] = frozenset
+        self.blocked_pools: Callable[[], frozenset[str]] = frozenset
+        self.opportunity_listeners: list[Callable[[list[Opportunity]], None]] = []
+        self.before_block: list[Callable[[StreamItem, PoolStore], Awaitable[None]]] = []
 
     def _backrun_agent(self, publish: Publisher | None) -> Agent[MempoolTick]:
         pending = PendingFeed()
@@ -470,6 +490,13 @@ class ChainRuntime:
         while True:
             item = await self.consumer.get()
             received = time.monotonic()
+            pools = self.market.pools
+            if pools is not None and not isinstance(item, Rollback):
+                for hook in self.before_block:
+                    try:
+                        await hook(item, pools)
+                    except Exception:
+                        log.exception("chain %s: block hook failed", self.name)
             try:
                 block = await self.market.apply(item)
             except RpcError as exc:
@@ -499,7 +526,14 @@ class ChainRuntime:
 
     async def emit(self, changes: list[Opportunity], block: int) -> None:
         """Publish and store each change; apply the retention policy now and then."""
+        # a strategy without its own blocklist check (backrun) must not publish blocked paths
+        changes = [
+            *self.not_blocked([o for o in changes if o.status != "expired"]),
+            *(o for o in changes if o.status == "expired"),
+        ]
         docs = [o.to_json() for o in changes]
+        for listener in self.opportunity_listeners:
+            listener(changes)
         # Events first: the store write (a commit, an fsync on SQLite) would otherwise sit in the
         # block-to-opportunity latency; it follows within milliseconds.
         if self._publish is not None:
@@ -516,6 +550,39 @@ class ChainRuntime:
                 keep_per_chain=self.retention.keep_per_chain,
                 older_than=datetime.now(UTC) - self.retention.max_age,
             )
+
+    def not_blocked(self, found: list[Opportunity]) -> list[Opportunity]:
+        """``found`` without the opportunities through a blocklisted token or pool."""
+        tokens, pools = self.blocked_tokens(), self.blocked_pools()
+        if not tokens and not pools:
+            return found
+        return [
+            o
+            for o in found
+            if not any(
+                h.pool.lower() in pools
+                or h.token_in.lower() in tokens
+                or h.token_out.lower() in tokens
+                for h in o.path
+            )
+        ]
+
+    async def withdraw(self, addresses: set[str]) -> list[Opportunity]:
+        """Expire at once every live opportunity whose path touches ``addresses`` (lower case)."""
+        gone: list[Opportunity] = []
+        for ident, opportunity in list(self.book.active.items()):
+            touched = opportunity.token.lower() in addresses or any(
+                {h.pool.lower(), h.token_in.lower(), h.token_out.lower()} & addresses
+                for h in opportunity.path
+            )
+            if touched:
+                del self.book.active[ident]
+                gone.append(opportunity.with_status("expired"))
+        if gone:
+            pools = self.market.pools
+            head = None if pools is None or pools.head is None else pools.head[0]
+            await self.emit(gone, head or 0)
+        return gone
 
     def status(self) -> dict[str, Any]:
         pools = self.market.pools

@@ -13,8 +13,14 @@ worker process (:mod:`mevstack.engine.scan_process`) made block-to-opportunity l
 event-loop stalls much at devnet size; ``scan_in_process=True`` (``--scan-process``) is there
 for larger pool sets on machines with cores to spare.
 
-Execution is not wired here yet: ``execute`` answers 503 ``not_available`` (observe only), and
-exploit alerts likewise; every other view method answers from live state or the store.
+Execution (:mod:`mevstack.engine.execution_runtime`) runs on every chain with an ``executor``
+once the operator keystore opens; without one the engine still observes and ``execute`` answers
+503 saying why.  One execution lease per engine: local on a memory bus, Redis on a Redis bus
+(``--standby`` replicas contend too and only sign while holding it; ``health()["lease"]`` tells
+the gateway which replica that is).  The exploit feed (:mod:`mevstack.engine.exploit_runtime`)
+feeds the trading state's blocklist, which every ChainRuntime's scans obey.  Configured webhooks
+hear of the kill switch, a daily loss limit reached, and the lease moving (besides the exploit
+feed's own alerts).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,18 +38,23 @@ import uvicorn
 from mevstack.api.app import create_app
 from mevstack.api.server import ServeError, build_authenticator, check_port_free, open_store
 from mevstack.api.store_view import StoreView
-from mevstack.api.view import BadRequest, JsonObject, NotAvailable, NotFound
+from mevstack.api.view import BadRequest, Conflict, JsonObject, NotAvailable, NotFound
 from mevstack.bus import Bus, open_bus
 from mevstack.config import Settings
 from mevstack.engine.agents import AgentSupervisor
 from mevstack.engine.chain_runtime import ChainRuntime, Retention
+from mevstack.engine.execution_runtime import ChainExecution, lease_held, open_lease
+from mevstack.engine.exploit_runtime import ExploitRuntime
 from mevstack.engine.scan_process import ScanProcess
 from mevstack.errors import MevstackError
-from mevstack.events import EventName
+from mevstack.events import EventName, utc_now_iso
+from mevstack.execution.keys import load_operator_account
+from mevstack.execution.lease import RedisLease
 from mevstack.execution.risk import RiskConfigError
 from mevstack.execution.trading_state import TradingState
 from mevstack.gateway.server import build_limiter
 from mevstack.store import Store
+from mevstack.strategy.opportunity import Opportunity
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +72,8 @@ class Engine(StoreView):
         standby: bool = False,
         retention: Retention | None = None,
         scan_in_process: bool = False,
+        lease_name: str = "mevstack:execution-lease",
+        lease_ttl_ms: int = 3000,
     ) -> None:
         super().__init__(store, source)
         self.settings = settings
@@ -81,6 +94,123 @@ class Engine(StoreView):
             runtime.register(self.supervisor)
             self.runtimes[chain.name] = runtime
         self._started = False
+        self.lease = open_lease(
+            settings,
+            name=lease_name,
+            holder=source,
+            on_acquire=self._on_lease,
+            ttl_ms=lease_ttl_ms,
+        )
+        self._lease_task: asyncio.Task[None] | None = None
+        self.executions: dict[str, ChainExecution] = {}
+        self.execution_missing: str | None = None
+        self.exploits_runtime: ExploitRuntime | None = None
+        for name, runtime in self.runtimes.items():
+            runtime.blocked_tokens = self._blocked(name, "token")
+            runtime.blocked_pools = self._blocked(name, "pool")
+
+    def _blocked(self, chain: str, kind: str) -> Callable[[], frozenset[str]]:
+        def blocked() -> frozenset[str]:
+            return frozenset(
+                e.address.lower()
+                for e in self.trading.active_blocklist()
+                if e.kind == kind and (e.chain is None or e.chain == chain)
+            )
+
+        return blocked
+
+    async def _on_lease(self, epoch: int) -> None:
+        """A new holder resolves the old holder's in-flight trades before it signs anything."""
+        for execution in self.executions.values():
+            changed = await execution.tracker.reconcile()
+            if changed:
+                log.info("chain %s: reconciled %d in-flight trades", execution.name, len(changed))
+        log.info("execution lease epoch %d held by %s", epoch, self.source)
+        if isinstance(self.lease, RedisLease):
+            await self.notify(
+                "lease_moved",
+                None,
+                f"execution lease epoch {epoch} taken by {self.source}",
+                {"epoch": epoch, "holder": self.source},
+                key=f"lease_moved:{epoch}",
+            )
+
+    async def notify(
+        self, kind: str, chain: str | None, message: str, details: JsonObject, *, key: str
+    ) -> None:
+        """A notification to the configured webhooks (none configured: nothing)."""
+        runtime = self.exploits_runtime
+        if runtime is None or runtime.notifier is None:
+            return
+        try:
+            await runtime.notifier.notify(kind, chain, message, details, dedup_key=key)
+        except MevstackError as exc:
+            log.warning("notification %s not sent: %s", kind, exc)
+
+    async def _on_paused(self, chain: str, reason: str) -> None:
+        if reason.startswith("daily loss"):
+            await self.notify(
+                "daily_loss_limit",
+                chain,
+                f"chain paused: {reason}",
+                {"reason": reason},
+                key=f"daily_loss_limit:{chain}:{self.trading.pnl_day}",
+            )
+
+    async def _start_execution(self) -> None:
+        wanted = [c for c in self.settings.chains if c.executor is not None]
+        if not wanted:
+            self.execution_missing = "no chain has an executor configured (chains.executor)"
+            return
+        try:
+            account = await asyncio.to_thread(load_operator_account, self.settings)
+        except MevstackError as exc:
+            self.execution_missing = f"execution is off: {exc}"
+            log.warning("%s", self.execution_missing)
+            return
+        for config in wanted:
+            runtime = self.runtimes[config.name]
+            execution = ChainExecution(
+                config,
+                pools=lambda runtime=runtime: runtime.market.pools,  # type: ignore[misc]
+                endpoints=[runtime.services.pool],
+                rpc=runtime.services.pool,
+                store=self.store,
+                state=self.trading,
+                lease=self.lease,
+                account=account,
+                publish=self._publish_trade,
+                gas_tip=lambda runtime=runtime: _tip(runtime),  # type: ignore[misc]
+                on_paused=self._on_paused,
+            )
+            runtime.opportunity_listeners.append(self._auto_listener(execution))
+            self.executions[config.name] = execution
+        if isinstance(self.lease, RedisLease):
+            self._lease_task = asyncio.create_task(self.lease.run(), name="execution-lease")
+        else:
+            await self._on_lease(1)
+        for execution in self.executions.values():
+            execution.start()
+        log.info(
+            "execution on %s as %s (mode %s)",
+            ", ".join(self.executions),
+            account.address,
+            self.trading.mode,
+        )
+
+    @staticmethod
+    def _auto_listener(execution: ChainExecution) -> Callable[[list[Opportunity]], None]:
+        def listen(changes: list[Opportunity]) -> None:
+            for opportunity in changes:
+                if opportunity.status == "expired":
+                    execution.withdraw(opportunity.id)
+                else:
+                    execution.offer(opportunity)
+
+        return listen
+
+    async def _publish_trade(self, name: str, chain: str | None, data: Mapping[str, Any]) -> None:
+        await self.bus.publish(EventName(name), chain, dict(data))
 
     async def _publish(self, event: EventName, chain: str | None, data: dict[str, Any]) -> None:
         await self.bus.publish(event, chain, data)
@@ -89,10 +219,31 @@ class Engine(StoreView):
         for runtime in self.runtimes.values():
             await runtime.start()
         await self.supervisor.start_all()
+        await self._start_execution()
+        self.exploits_runtime = ExploitRuntime.create(self)
+        if self.exploits_runtime is not None:
+            await self.exploits_runtime.start()
         self._started = True
         return self
 
     async def stop(self) -> None:
+        if self.exploits_runtime is not None:
+            await self.exploits_runtime.aclose()
+        for execution in self.executions.values():
+            await execution.aclose()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+            self._lease_task = None
+        if isinstance(self.lease, RedisLease):
+            # released so a standby need not wait out the TTL; bounded: Redis may be gone
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.lease.release()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.lease.redis.aclose()
         await self.supervisor.stop_all()
         for runtime in self.runtimes.values():
             await runtime.aclose()
@@ -105,6 +256,7 @@ class Engine(StoreView):
     def health(self) -> JsonObject:
         return {
             "role": "standby" if self.standby else "primary",
+            "lease": bool(self.executions) and lease_held(self.lease),
             "chains": {name: r.status()["market_block"] for name, r in self.runtimes.items()},
         }
 
@@ -119,7 +271,31 @@ class Engine(StoreView):
         ]
 
     async def execute(self, opportunity_id: str, idempotency_key: str | None) -> JsonObject:
-        raise NotAvailable("execution is not wired into the engine yet (it only observes)")
+        for name, runtime in self.runtimes.items():
+            opportunity = runtime.book.active.get(opportunity_id)
+            if opportunity is None:
+                continue
+            execution = self.executions.get(name)
+            if execution is None:
+                why = self.execution_missing or f"chain {name} has no executor configured"
+                raise NotAvailable(why)
+            return await execution.execute(opportunity, idempotency_key)
+        stored = await asyncio.to_thread(self.store.get_opportunity, opportunity_id)
+        if stored is None:
+            raise NotFound(f"no opportunity {opportunity_id!r}")
+        execution = self.executions.get(str(stored.get("chain")))
+        if execution is not None and idempotency_key is not None:
+            repeated = execution.repeated(idempotency_key)
+            if repeated is not None:
+                return repeated
+        if execution is not None:
+            existing = execution.trade_for(opportunity_id)
+            if existing is not None:
+                return existing
+        raise Conflict(
+            f"opportunity {opportunity_id} is {stored.get('status')}, no longer live: "
+            "nothing to execute"
+        )
 
     async def metrics_summary(self) -> JsonObject:
         return {
@@ -132,10 +308,20 @@ class Engine(StoreView):
 
     async def patch_trading_state(self, changes: JsonObject) -> JsonObject:
         patch = {k: v for k, v in changes.items() if v is not None}
+        engaging = patch.get("kill_switch") is True and not self.trading.kill_switch
         try:
             await asyncio.to_thread(self.trading.apply_patch, patch, actor="api")
         except RiskConfigError as exc:
             raise BadRequest(str(exc)) from None
+        if engaging:
+            reason = str(patch.get("reason") or "no reason given")
+            await self.notify(
+                "kill_switch",
+                None,
+                f"kill switch engaged: {reason}",
+                {"reason": reason},
+                key=f"kill_switch:{utc_now_iso()}",
+            )
         return self.trading.snapshot()
 
     async def agents(self) -> list[JsonObject]:
@@ -148,6 +334,16 @@ class Engine(StoreView):
             out.append(status)
         return out
 
+    async def exploits(self) -> list[JsonObject]:
+        if self.exploits_runtime is None:
+            raise NotAvailable("the exploit feed is off (see the [exploits] config)")
+        return await self.exploits_runtime.service.exploits()
+
+    async def add_exploit(self, alert: JsonObject) -> JsonObject:
+        if self.exploits_runtime is None:
+            raise NotAvailable("the exploit feed is off (see the [exploits] config)")
+        return await self.exploits_runtime.service.add_exploit(alert, actor="api")
+
     async def set_agent_running(self, agent_id: str, running: bool) -> JsonObject:
         agent = self.supervisor.get(agent_id)
         if agent is None:
@@ -157,6 +353,11 @@ class Engine(StoreView):
         else:
             await agent.stop()
         return agent.status()
+
+
+def _tip(runtime: ChainRuntime) -> int | None:
+    quote = runtime.services.gas.last
+    return None if quote is None else quote.priority_fee_p50
 
 
 # -- serving ------------------------------------------------------------------------------------

@@ -1,0 +1,464 @@
+"""Execution inside the running engine: one :class:`ChainExecution` per chain with an executor,
+and the engine-wide lease (:func:`open_lease`).
+
+A :class:`ChainExecution` owns the chain's NonceManager, Submitter (for the chain's ``route``),
+Pipeline and Tracker, and a follow loop that settles submitted trades, counts confirmations
+(a reorg sends a trade back to ``submitted``) and refreshes the operator's native balance.
+
+Opportunities reach it two ways: :meth:`ChainExecution.execute` (the API's execute: at most one
+active trade per opportunity, the first answer repeated for a repeated ``Idempotency-Key``) and
+:meth:`ChainExecution.offer` (auto-execution in live mode: one at a time per chain; the newest
+offer replaces a pending one, and the pipeline's gate — kill switch, mode, blocklist, limits —
+is checked when its turn comes, so a kill switch stops a pending auto-execution).
+
+Only the lease holder signs: the Signer and the Pipeline check the lease before every signature
+and send, and a replica that acquires the lease reconciles every chain's in-flight trades first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+
+from mevstack.api.view import BadRequest, Conflict, NotAvailable
+from mevstack.chain.errors import RpcError
+from mevstack.chain.rpc import JsonRpc
+from mevstack.config import ChainConfig, Settings
+from mevstack.errors import MevstackError
+from mevstack.execution.encode import ExecuteArgs, Hop, PathError, PoolKind, encode_balance_of
+from mevstack.execution.lease import ExecutionLease, LeaseLost, LocalLease, RedisLease
+from mevstack.execution.nonces import NonceManager
+from mevstack.execution.pipeline import ChainContext, Outcome, Pipeline, Plan, Publish
+from mevstack.execution.risk import Candidate, paused_reason
+from mevstack.execution.routes import (
+    BundleRoute,
+    PrivateRoute,
+    PublicRoute,
+    Route,
+    Signer,
+    Submitter,
+)
+from mevstack.execution.tracker import Tracker, refresh_native_balance
+from mevstack.execution.trading_state import TradingState
+from mevstack.market.state import PoolStore
+from mevstack.store import Store, Trade
+from mevstack.store.store import Conflict as StoreConflict
+from mevstack.strategy.opportunity import Opportunity
+
+log = logging.getLogger(__name__)
+
+ACTIVE_TRADE_STATUSES = ("pending", "submitted")
+DEFAULT_PRIORITY_FEE_WEI = 10**9
+MAX_IDEMPOTENCY_KEYS = 10_000  # answers remembered per chain, oldest forgotten first
+AUTO_TRIES = 3  # candidates tried per scan before waiting for the next one
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+
+
+def execute_args(opportunity: Opportunity, pools: PoolStore) -> ExecuteArgs:
+    """The executor call for an arbitrage opportunity, from the market's pool facts.
+
+    Flash mode (the first V2 pair lends the input) whenever the path allows it, so the executor
+    needs no inventory; otherwise the executor's own balance of the start token is used.
+    """
+    hops: list[Hop] = []
+    for i, hop in enumerate(opportunity.path):
+        info = pools.info(hop.pool)
+        if info is None:
+            raise PathError(f"hop {i}: pool {hop.pool} is not in the market")
+        if info.kind not in ("uniswap_v2", "uniswap_v3"):
+            raise PathError(f"hop {i}: pool kind {info.kind!r} cannot be executed")
+        kind: PoolKind = "uniswap_v2" if info.kind == "uniswap_v2" else "uniswap_v3"
+        hops.append(
+            Hop(
+                pool=to_checksum_address(info.address),
+                kind=kind,
+                token_in=to_checksum_address(hop.token_in),
+                token_out=to_checksum_address(hop.token_out),
+                zero_for_one=hop.token_in.lower() == info.token0.lower(),
+                fee=info.fee if kind == "uniswap_v2" else 0,
+                amount_in=hop.amount_in,
+                amount_out=hop.amount_out,
+            )
+        )
+    first = hops[0] if hops else None
+    flash = (
+        first is not None
+        and first.kind == "uniswap_v2"
+        and all(h.pool.lower() != first.pool.lower() for h in hops[1:])
+    )
+    return ExecuteArgs(
+        start_token=to_checksum_address(opportunity.token),
+        amount_in=opportunity.amount_in,
+        path=tuple(hops),
+        flash=flash,
+    )
+
+
+def chain_context(config: ChainConfig) -> ChainContext:
+    if config.executor is None:
+        raise MevstackError(f"chain {config.name}: no executor configured")
+    return ChainContext(
+        name=config.name,
+        chain_id=config.chain_id,
+        block_time=config.block_time,
+        wrapped_native=to_checksum_address(config.wrapped_native),
+        executor=to_checksum_address(config.executor),
+        route=config.route,
+        min_net_profit_wei=config.min_net_profit_wei,
+    )
+
+
+# -- the lease --------------------------------------------------------------------------------
+
+
+def lease_held(lease: ExecutionLease) -> bool:
+    if isinstance(lease, RedisLease):
+        return lease.held
+    return lease.epoch is not None
+
+
+def open_lease(
+    settings: Settings,
+    *,
+    name: str,
+    holder: str,
+    on_acquire: Callable[[int], Awaitable[None]] | None,
+    ttl_ms: int = 3000,
+) -> ExecutionLease:
+    """LocalLease on a memory bus (one process), else a RedisLease on the bus's Redis."""
+    url = settings.bus.url
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return LocalLease()
+    from redis.asyncio import Redis
+
+    redis: Redis = Redis.from_url(url)
+    # replicas of one config share the source name; the host and pid keep holders distinct
+    safe_holder = f"{holder}@{socket.gethostname()}-{os.getpid()}".replace("|", "/")
+    return RedisLease(redis, name, safe_holder, ttl_ms=ttl_ms, on_acquire=on_acquire)
+
+
+# -- one chain --------------------------------------------------------------------------------
+
+
+class ChainExecution:
+    """Execution on one chain; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ChainConfig,
+        *,
+        pools: Callable[[], PoolStore | None],
+        endpoints: list[JsonRpc],
+        rpc: JsonRpc,
+        store: Store,
+        state: TradingState,
+        lease: ExecutionLease,
+        account: LocalAccount,
+        publish: Publish | None,
+        gas_tip: Callable[[], int | None],
+        on_paused: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.context = chain_context(config)
+        self.pools = pools
+        self.rpc = rpc
+        self.store = store
+        self.state = state
+        self.lease = lease
+        self.account = account
+        self.gas_tip = gas_tip
+        self.on_paused = on_paused
+        self.nonces = NonceManager(config.name, account.address, endpoints, store=store)
+        self.route = self._route(config, endpoints, account, lease)
+        self.submitter = Submitter(
+            self.route, self.nonces, Signer(account, state.gate, lease), lease
+        )
+        self.pipeline = Pipeline(
+            chain=self.context,
+            rpc=rpc,
+            store=store,
+            state=state,
+            submitter=self.submitter,
+            lease=lease,
+            operator=account.address,
+            publish=publish,
+        )
+        self.tracker = Tracker(
+            chain=self.context, rpc=rpc, store=store, state=state, publish=publish
+        )
+        # opportunity id -> (its last trade, the block of the sighting it was made from)
+        self._by_opportunity: dict[str, tuple[str, int]] = {}
+        self._idempotent: dict[str, dict[str, Any]] = {}
+        self._lock = asyncio.Lock()  # one execution at a time on this chain
+        self._pending: dict[str, Opportunity] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.refusals: list[tuple[str, str]] = []  # (opportunity id, reason), recent first
+
+    @staticmethod
+    def _route(
+        config: ChainConfig, endpoints: list[JsonRpc], account: LocalAccount, lease: ExecutionLease
+    ) -> Route:
+        relays = [str(u) for u in config.relays]
+        if config.route == "bundle":
+            return BundleRoute(
+                relays, account, endpoints[0], block_time=config.block_time, fence=lease.check
+            )
+        if config.route == "private":
+            return PrivateRoute(relays, account)
+        return PublicRoute(endpoints)
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._follow(), name=f"trades-{self.name}"),
+            asyncio.create_task(self._auto(), name=f"auto-execute-{self.name}"),
+        ]
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        aclose = getattr(self.route, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def _plan(self, opportunity: Opportunity) -> tuple[Plan, Candidate]:
+        if opportunity.kind != "arbitrage":
+            raise BadRequest(
+                f"opportunity {opportunity.id}: only arbitrage is executed by the engine so far "
+                f"(this one is {opportunity.kind})"
+            )
+        pools = self.pools()
+        if pools is None:
+            raise NotAvailable(f"chain {self.name}: the market is not loaded yet")
+        try:
+            args = execute_args(opportunity, pools)
+        except PathError as exc:
+            raise BadRequest(f"opportunity {opportunity.id}: {exc}") from None
+        tip = self.gas_tip()
+        plan = Plan(
+            opportunity_id=opportunity.id,
+            args=args,
+            expires_at_block=opportunity.expires_at_block,
+            priority_fee=DEFAULT_PRIORITY_FEE_WEI if tip is None else max(tip, 1),
+        )
+        candidate = Candidate.from_opportunity(
+            opportunity.to_json(),
+            max_fee_per_gas_wei=opportunity.gas_price_wei,
+            wrapped_native=self.config.wrapped_native,
+        )
+        return plan, candidate
+
+    def _active_trade(self, opportunity_id: str, sighting: int | None = None) -> Trade | None:
+        """The opportunity's trade in flight, or (given ``sighting``, its block) the trade
+        already made from that very sighting: one trade per sighting, whatever its outcome.
+        Ids are stable per path, so a later sighting of the same path may trade again."""
+        made = self._by_opportunity.get(opportunity_id)
+        if made is not None:
+            trade = self.store.get_trade(made[0])
+            if trade is not None and (trade.status in ACTIVE_TRADE_STATUSES or made[1] == sighting):
+                return trade
+        for status in ACTIVE_TRADE_STATUSES:
+            page = self.store.list_trades(chain=self.name, status=status, limit=500)
+            for trade in page.items:
+                if trade.opportunity_id == opportunity_id:
+                    return trade
+        return None
+
+    async def _inventory_short(self, args: ExecuteArgs) -> str | None:
+        """Why a path that cannot borrow its input cannot run on the executor's inventory."""
+        if args.flash:
+            return None
+        call = {
+            "to": args.start_token,
+            "data": "0x" + encode_balance_of(self.context.executor).hex(),
+        }
+        raw = await self.rpc.request("eth_call", [call, "latest"])
+        held = int(str(raw), 16)
+        if held >= args.amount_in:
+            return None
+        return (
+            f"executor holds {held} of start token {args.start_token}, the path needs "
+            f"{args.amount_in} (its first hop cannot lend it)"
+        )
+
+    async def _run(self, opportunity: Opportunity, *, auto: bool) -> Outcome:
+        plan, candidate = self._plan(opportunity)
+        # the risk gate's refusal (kill switch, mode, limits) comes first, from the pipeline
+        short = await self._inventory_short(plan.args) if self.state.check(candidate).ok else None
+        if short is not None:
+            self.refusals.insert(0, (opportunity.id, short))
+            del self.refusals[50:]
+            self.store.audit(
+                "engine",
+                "trade.refused",
+                {"chain": self.name, "opportunity_id": opportunity.id, "reason": short},
+            )
+            return Outcome(None, short)
+        outcome = await self.pipeline.execute(plan, candidate=candidate, auto=auto)
+        if outcome.trade is not None:
+            self._by_opportunity[opportunity.id] = (outcome.trade.id, opportunity.block_number)
+        elif outcome.refused is not None:
+            self.refusals.insert(0, (opportunity.id, outcome.refused))
+            del self.refusals[50:]
+        return outcome
+
+    def repeated(self, idempotency_key: str) -> dict[str, Any] | None:
+        return self._idempotent.get(idempotency_key)
+
+    def trade_for(self, opportunity_id: str) -> dict[str, Any] | None:
+        trade = self._active_trade(opportunity_id)
+        return None if trade is None else trade.to_json()
+
+    # -- the API's execute ------------------------------------------------------------------------
+
+    async def execute(
+        self, opportunity: Opportunity, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        """The Trade document for ``opportunity``: an existing active one, or a new one."""
+        if idempotency_key is not None and idempotency_key in self._idempotent:
+            return self._idempotent[idempotency_key]
+        async with self._lock:
+            if idempotency_key is not None and idempotency_key in self._idempotent:
+                return self._idempotent[idempotency_key]
+            existing = self._active_trade(opportunity.id, opportunity.block_number)
+            if existing is not None:
+                answer = existing.to_json()
+            else:
+                if self.state.mode == "observe":
+                    raise Conflict("engine.mode is observe: the engine never signs")
+                if not lease_held(self.lease):
+                    raise NotAvailable("this engine does not hold the execution lease (standby)")
+                try:
+                    outcome = await self._run(opportunity, auto=False)
+                except StoreConflict:
+                    # another replica holds an active trade for it (the store enforces one)
+                    existing = self._active_trade(opportunity.id)
+                    if existing is None:
+                        raise Conflict(
+                            f"opportunity {opportunity.id} already has an active trade"
+                        ) from None
+                    return existing.to_json()
+                except LeaseLost as exc:
+                    raise NotAvailable(str(exc)) from None
+                if outcome.trade is None:
+                    raise Conflict(f"refused: {outcome.refused}")
+                answer = outcome.trade.to_json()
+            if idempotency_key is not None:
+                self._idempotent[idempotency_key] = answer
+                while len(self._idempotent) > MAX_IDEMPOTENCY_KEYS:
+                    del self._idempotent[next(iter(self._idempotent))]  # the oldest first
+            return answer
+
+    # -- auto-execution ---------------------------------------------------------------------------
+
+    def offer(self, opportunity: Opportunity) -> None:
+        """A newly detected opportunity, for auto-execution (live mode, auto_execute on)."""
+        if self.state.mode != "live" or not self.state.auto_execute:
+            return
+        if opportunity.kind != "arbitrage" or opportunity.status != "detected":
+            return
+        if opportunity.token.lower() != self.config.wrapped_native.lower():
+            return  # the gate values profit in native wei only (see the pipeline)
+        self._pending[opportunity.id] = opportunity
+        self._wake.set()
+
+    def withdraw(self, opportunity_id: str) -> None:
+        self._pending.pop(opportunity_id, None)
+
+    async def _auto(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not lease_held(self.lease):
+                self._pending.clear()
+                continue
+            # best first; a refused one (simulation, limits) hands the turn to the next
+            for _ in range(AUTO_TRIES):
+                if not self._pending:
+                    break
+                best = max(self._pending.values(), key=lambda o: o.net_profit_wei)
+                del self._pending[best.id]
+                if await self._auto_one(best):
+                    self._pending.clear()  # the market moved: wait for the next scan
+                    break
+
+    async def _auto_one(self, opportunity: Opportunity) -> bool:
+        """One auto-execution; whether a trade was made."""
+        try:
+            async with self._lock:
+                if self._active_trade(opportunity.id, opportunity.block_number) is not None:
+                    return False
+                outcome = await self._run(opportunity, auto=True)
+            if outcome.trade is not None and outcome.trade.status == "submitted":
+                await self._until_settled(outcome.trade.id)
+            return outcome.trade is not None
+        except MevstackError as exc:
+            log.warning("chain %s: auto-execution of %s: %s", self.name, opportunity.id, exc)
+        except Exception:
+            log.exception("chain %s: auto-execution of %s failed", self.name, opportunity.id)
+        return False
+
+    async def _until_settled(self, trade_id: str) -> None:
+        """Wait (bounded) until the follow loop has settled the trade: one at a time."""
+        deadline = asyncio.get_running_loop().time() + max(10.0, self.config.block_time * 5)
+        while asyncio.get_running_loop().time() < deadline:
+            trade = self.store.get_trade(trade_id)
+            if trade is None or trade.status != "submitted":
+                return
+            await asyncio.sleep(min(self.config.block_time / 10, 0.2))  # polled, with a deadline
+
+    # -- following trades -------------------------------------------------------------------------
+
+    async def settle_submitted(self) -> list[Trade]:
+        """Settle every ``submitted`` trade of this chain that is mined by now."""
+        settled: list[Trade] = []
+        page = self.store.list_trades(chain=self.name, status="submitted", limit=500)
+        for trade in page.items:
+            if not trade.tx_hashes:
+                continue
+            receipt = await self.rpc.request("eth_getTransactionReceipt", [trade.tx_hashes[-1]])
+            if isinstance(receipt, Mapping) and receipt.get("blockNumber"):
+                current = self.store.get_trade(trade.id)
+                if current is not None and current.status == "submitted":
+                    settled.append(await self.tracker.settle(current, receipt))
+        return settled
+
+    async def follow_once(self) -> None:
+        await self.settle_submitted()
+        await self.tracker.refresh(self.config.confirmations)
+        await refresh_native_balance(self.rpc, self.state, self.name, self.account.address)
+        limits = self.state.limits.get(self.name)
+        if limits is not None and self.on_paused is not None:
+            reason = paused_reason(limits, self.state.status(self.name))
+            if reason is not None:
+                await self.on_paused(self.name, reason)
+
+    async def _follow(self) -> None:
+        interval = min(max(self.config.block_time / 2, 0.2), 6.0)
+        while True:
+            try:
+                # only the lease holder settles, so two replicas never count a trade twice
+                if lease_held(self.lease):
+                    await self.follow_once()
+            except (RpcError, MevstackError) as exc:
+                log.warning("chain %s: following trades: %s", self.name, exc)
+            except Exception:
+                log.exception("chain %s: following trades failed", self.name)
+            await asyncio.sleep(interval)  # the follow cadence, not a synchronisation

@@ -1,0 +1,134 @@
+"""``mevstack demo`` as a user runs it (a subprocess, here on free ports and two chains): it
+finds opportunities, executes at least one with realized profit, and SIGINT stops it all."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mevstack.devnet.anvil import free_port, port_in_use
+from mevstack.devnet.demo import with_executors
+
+EXECUTOR_A = "0x" + "a" * 40
+EXECUTOR_B = "0x" + "b" * 40
+
+
+def test_with_executors_adds_one_line_per_chain_and_none_to_dexes() -> None:
+    text = "\n".join(
+        [
+            "[[chains]]",
+            'name = "ethereum"',
+            'wrapped_native = "0x01"',
+            "[[chains.dexes]]",
+            'name = "uniswap-v2"',
+            "[[chains]]",
+            'name = "base"',
+            'wrapped_native = "0x02"',
+        ]
+    )
+    out = with_executors(text, {"ethereum": EXECUTOR_A, "base": EXECUTOR_B}).splitlines()
+    assert out[3] == f'executor = "{EXECUTOR_A}"' and out[2] == 'wrapped_native = "0x01"'
+    assert out[-1] == f'executor = "{EXECUTOR_B}"'
+    assert sum(line.startswith("executor") for line in out) == 2
+
+
+def _free_pair() -> int:
+    """A base port with the next one free too (the demo's two anvils)."""
+    for _ in range(50):
+        base = free_port()
+        if base < 65000 and not port_in_use(base + 1):
+            return base
+    raise AssertionError("no two consecutive free ports")
+
+
+def _poll(what: str, within: float, probe: Any) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.5)  # polling a running process's state, bounded by the deadline
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+def test_demo_executes_with_profit_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    base = _free_pair()
+    engine, gateway, ws, dashboard = (free_port() for _ in range(4))
+    out = tmp_path / "demo.out"
+    command = [
+        str(Path(sys.executable).parent / "mevstack"),
+        "demo",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--chains",
+        "ethereum,arbitrum",
+        "--base-port",
+        str(base),
+        "--engine-port",
+        str(engine),
+        "--gateway-port",
+        str(gateway),
+        "--ws-port",
+        str(ws),
+        "--dashboard-port",
+        str(dashboard),
+    ]
+    with out.open("w") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=os.environ)
+    try:
+
+        def token() -> str | None:
+            found = re.search(r"login token: (\S+)", out.read_text())
+            return None if found is None else found.group(1)
+
+        bearer = _poll("the login token", 120, token)
+        text = out.read_text()
+        assert "DEVNET ONLY" in text and f"http://127.0.0.1:{dashboard}" in text
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{engine}",
+            headers={"Authorization": f"Bearer {bearer}"},
+            timeout=10,
+        )
+
+        def get(path: str) -> list[dict[str, Any]]:
+            try:
+                answer = client.get(path)
+            except httpx.HTTPError:
+                return []
+            data: list[dict[str, Any]] = answer.json()["data"] if answer.is_success else []
+            return data
+
+        assert _poll("opportunities", 90, lambda: get("/api/mev/opportunities?limit=5"))
+
+        def profitable() -> list[dict[str, Any]]:
+            return [
+                t
+                for t in get("/api/trades?status=included&limit=50")
+                if int(t["realized_profit"]) > 0
+            ]
+
+        trades = _poll("an included trade with profit", 120, profitable)
+        assert all(t["realized_profit"] == t["expected_profit"] for t in trades[:1])
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, out.read_text()[-3000:]
+    assert "Traceback" not in out.read_text()
+    for port in (base, base + 1):
+        left = subprocess.run(
+            ["pgrep", "-f", f"anvil.*--port {port}"], capture_output=True, text=True
+        )
+        assert left.stdout.strip() == "", f"an anvil on port {port} survived: {left.stdout}"

@@ -1,0 +1,431 @@
+"""Execution wired into the running Engine, on a real anvil devnet chain with the real Uniswap
+bytecode and our executor: execute through the engine's REST app, auto-execution in live mode,
+the kill switch, observe mode, and an exploit alert withdrawing a live opportunity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from mevstack.api.app import create_app
+from mevstack.api.auth import create_token
+from mevstack.api.server import build_authenticator
+from mevstack.api.store_view import StoreTokens
+from mevstack.api.view import NotAvailable
+from mevstack.bus import MemoryBus, open_bus
+from mevstack.chain.rpc import RpcClient
+from mevstack.config import Settings, parse_settings
+from mevstack.devnet.anvil import Anvil
+from mevstack.devnet.deploy import ChainDeployment, deploy_chain
+from mevstack.devnet.rpc import DevnetRpc, encode_call
+from mevstack.engine.engine import Engine
+from mevstack.events import Event
+from mevstack.execution.deploy import deploy_executor
+from mevstack.execution.lease import RedisLease
+from mevstack.store import Store, Trade
+from mevstack.strategy.opportunity import Opportunity
+from tests.engine.world import Trader, chain_entry
+from tests.exploits.receiver import Receiver
+from tests.waiting import wait_until
+
+WEI = 10**18
+PASSWORD_ENV = "MEVSTACK_E2E_TEST_KEY_PASSWORD"
+
+
+@dataclass
+class World:
+    node: Anvil
+    dep: ChainDeployment
+    rpc: DevnetRpc
+    operator: LocalAccount
+    executor: str
+    keystore: Path
+    password: str
+    trader: Trader
+
+
+@pytest.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    with Anvil(chain_id=1, balance_eth=1_000_000) as node:
+        dep = await asyncio.to_thread(deploy_chain, node.rpc_url)
+        operator: LocalAccount = Account.create()
+        password = secrets.token_hex(16)
+        keystore = tmp_path_factory.mktemp("keys") / "key.json"
+        encrypted = await asyncio.to_thread(Account.encrypt, operator.key, password)
+        keystore.write_text(json.dumps(encrypted), encoding="utf-8")
+        with DevnetRpc(node.rpc_url, timeout=60) as rpc:
+            rpc.call("anvil_setBalance", [operator.address, hex(100 * WEI)])
+            async with RpcClient(node.rpc_url) as client:
+                executor = await deploy_executor(
+                    client, operator, owner=dep.deployer, wrapped_native=dep.weth
+                )
+            trader = await asyncio.to_thread(Trader, rpc, dep)
+            # inventory for paths that cannot borrow their input (a V3 first hop)
+            transfer = encode_call("transfer(address,uint256)", executor, 100 * WEI)
+            rpc.transact(dep.deployer, dep.weth, transfer)
+            yield World(node, dep, rpc, operator, executor, keystore, password, trader)
+
+
+@pytest.fixture
+def w(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    monkeypatch.setenv(PASSWORD_ENV, world.password)
+    snapshot = world.rpc.call("evm_snapshot", [])
+    yield world
+    assert world.rpc.call("evm_revert", [snapshot]) is True
+
+
+def settings_for(
+    w: World,
+    tmp: Path,
+    *,
+    mode: str,
+    auto: bool,
+    exploits: bool = False,
+    webhook: str | None = None,
+) -> Settings:
+    raw: dict[str, Any] = {
+        "engine": {"state_dir": str(tmp), "mode": mode, "auto_execute": auto},
+        "database": {"url": f"sqlite:///{tmp}/mevstack.db"},
+        "execution": {"keystore": str(w.keystore), "password_env": PASSWORD_ENV},
+        "chains": [
+            chain_entry("ethereum", w.node.rpc_url, w.dep, executor=w.executor, confirmations=1)
+        ],
+    }
+    if exploits:
+        raw["exploits"] = {"block_ttl_seconds": 600}
+    if webhook is not None:
+        raw["notify"] = {"backoff_seconds": 0.01, "webhooks": [{"url": webhook}]}
+    return parse_settings(raw, source="test", environ={})
+
+
+@dataclass
+class Running:
+    engine: Engine
+    events: list[Event]
+    client: httpx.AsyncClient
+
+
+@pytest.fixture
+async def running(
+    request: pytest.FixtureRequest, w: World, tmp_path: Path
+) -> AsyncIterator[Running]:
+    mode, auto = request.param
+    settings = settings_for(w, tmp_path, mode=mode, auto=auto, exploits=True)
+    bus = MemoryBus()
+    store = Store.open(settings.database.url)
+    events: list[Event] = []
+    sub = await bus.subscribe("test", maxsize=100_000)
+
+    async def collect() -> None:
+        async for event in sub:
+            events.append(event)
+
+    collector = asyncio.create_task(collect())
+    engine = Engine(settings, bus=bus, store=store)
+    await engine.start()
+    token, _ = await create_token(StoreTokens(store), "trader", "read,trade,admin")
+    app = create_app(view=engine, authenticator=build_authenticator(settings, store))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://engine",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        yield Running(engine, events, client)
+    finally:
+        await client.aclose()
+        await engine.stop()
+        collector.cancel()
+        sub.close()
+        await bus.aclose()
+        store.close()
+
+
+def plant(w: World) -> tuple[int, set[str]]:
+    """A large WETH→USDC buy on uniswap-v2 leaves USDC cheap there versus sushi-v2."""
+    uni = w.dep.pool("uniswap-v2", "WETH", "USDC")
+    sushi = w.dep.pool("sushi-v2", "WETH", "USDC")
+    w.trader.swap(uni, w.dep.weth, w.dep.token("USDC").address, 200 * WEI)
+    return int(w.rpc.call("eth_blockNumber"), 16), {uni.address.lower(), sushi.address.lower()}
+
+
+async def planted_opportunity(r: Running | Engine, w: World) -> Opportunity:
+    at, pools = await asyncio.to_thread(plant, w)
+    engine = r if isinstance(r, Engine) else r.engine
+    runtime = engine.runtimes["ethereum"]
+
+    def find() -> Opportunity | None:
+        for o in runtime.book.active.values():
+            if (
+                {h.pool.lower() for h in o.path} == pools
+                and o.token.lower() == w.dep.weth.lower()
+                and o.block_number >= at
+            ):
+                return o
+        return None
+
+    await wait_until(lambda: find() is not None, 30, "the planted opportunity")
+    found = find()
+    assert found is not None
+    return found
+
+
+def weth_of(w: World, holder: str) -> int:
+    return int(w.rpc.view(w.dep.weth, "balanceOf(address)", ["uint256"], holder))
+
+
+def nonce_of(w: World) -> int:
+    return int(w.rpc.call("eth_getTransactionCount", [w.operator.address, "latest"]), 16)
+
+
+@pytest.mark.parametrize("running", [("live", False)], indirect=True)
+async def test_execute_through_the_api_grows_the_executor_by_exactly_the_realized_profit(
+    running: Running, w: World
+) -> None:
+    r = running
+    health = await r.client.get("/health")  # what the gateway routes trades by
+    assert health.json()["lease"] is True
+    opportunity = await planted_opportunity(r, w)
+    before = weth_of(w, w.executor)
+    url = f"/api/mev/opportunities/{opportunity.id}/execute"
+    # sent together: one trade; the same key repeats the first answer, another key finds the
+    # trade made from this sighting
+    first, again, other = await asyncio.gather(
+        *(r.client.post(url, headers={"Idempotency-Key": k}) for k in ("k-1", "k-1", "k-2"))
+    )
+    assert first.status_code == again.status_code == other.status_code == 202, first.text
+    trade = first.json()["data"]
+    assert trade["status"] == "submitted" and trade["opportunity_id"] == opportunity.id
+    assert again.json()["data"] == trade
+    assert other.json()["data"]["id"] == trade["id"]
+    assert r.engine.executions["ethereum"].submitter.signer.signed == 1
+
+    store = r.engine.store
+
+    def settled() -> bool:
+        row = store.get_trade(trade["id"])
+        return row is not None and row.status == "included" and row.confirmations >= 1
+
+    await wait_until(settled, 30, "the trade to be included")
+    row = store.get_trade(trade["id"])
+    assert row is not None and row.realized_profit is not None and row.realized_profit > 0
+    assert weth_of(w, w.executor) - before == row.realized_profit
+    receipt = w.rpc.call("eth_getTransactionReceipt", [row.tx_hashes[0]])
+    gas_cost = int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+    assert row.gas_cost_wei == gas_cost and row.net_pnl_wei == row.realized_profit - gas_cost
+    names = [e.event.value for e in r.events if e.event.value.startswith("trade.")]
+    assert names[:2] == ["trade.submitted", "trade.included"]
+    listed = await r.client.get(f"/api/trades/{trade['id']}")
+    assert listed.status_code == 200 and listed.json()["data"]["status"] == "included"
+    assert listed.json()["data"]["realized_profit"] == str(row.realized_profit)
+
+
+@pytest.mark.parametrize("running", [("observe", True)], indirect=True)
+async def test_observe_mode_never_signs(running: Running, w: World) -> None:
+    r = running
+    nonce = await asyncio.to_thread(nonce_of, w)
+    opportunity = await planted_opportunity(r, w)
+    answer = await r.client.post(f"/api/mev/opportunities/{opportunity.id}/execute")
+    assert answer.status_code == 409, answer.text
+    assert "observe" in answer.json()["error"]["message"]
+    assert r.engine.store.list_trades().items == []
+    assert await asyncio.to_thread(nonce_of, w) == nonce
+
+
+@pytest.mark.parametrize("running", [("live", True)], indirect=True)
+async def test_kill_switch_stops_a_pending_auto_execution_then_auto_executes(
+    running: Running, w: World
+) -> None:
+    r = running
+    engaged = await r.client.patch(
+        "/api/trading/state", json={"kill_switch": True, "reason": "drill"}
+    )
+    assert engaged.status_code == 200, engaged.text
+    nonce = await asyncio.to_thread(nonce_of, w)
+    await planted_opportunity(r, w)
+
+    # auto-execution takes the best live opportunity of the chain (maybe not the planted one)
+    def refused() -> bool:
+        return any(a.action == "trade.refused" for a in r.engine.store.list_audit())
+
+    await wait_until(refused, 20, "the pending auto-execution to be refused")
+    reasons = [
+        a.details["reason"] for a in r.engine.store.list_audit() if a.action == "trade.refused"
+    ]
+    assert reasons and all(x == "kill switch engaged" for x in reasons)
+    assert r.engine.store.list_trades().items == []
+    assert await asyncio.to_thread(nonce_of, w) == nonce
+
+    released = await r.client.patch("/api/trading/state", json={"kill_switch": False})
+    assert released.status_code == 200
+    before = weth_of(w, w.executor)
+    await planted_opportunity(r, w)  # a second push widens the gap again: a new sighting
+
+    def included() -> bool:
+        return any(t.status == "included" for t in r.engine.store.list_trades().items)
+
+    try:
+        await wait_until(included, 30, "an auto-executed trade to be included")
+    except AssertionError as exc:
+        refusals = r.engine.executions["ethereum"].refusals
+        raise AssertionError(f"{exc}; refusals, newest first: {refusals}") from None
+    trade = next(t for t in r.engine.store.list_trades().items if t.status == "included")
+    assert trade.realized_profit is not None and trade.realized_profit > 0
+    assert weth_of(w, w.executor) - before == trade.realized_profit
+
+
+@pytest.mark.parametrize("running", [("live", False)], indirect=True)
+async def test_exploit_alert_blocklists_a_pool_and_withdraws_its_live_opportunity(
+    running: Running, w: World
+) -> None:
+    r = running
+    opportunity = await planted_opportunity(r, w)
+    pool = opportunity.path[0].pool
+    answer = await r.client.post(
+        "/api/exploits",
+        json={"chain": "ethereum", "severity": "high", "pools": [pool], "title": "drill"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert opportunity.id not in r.engine.runtimes["ethereum"].book.active
+    expired = [
+        e.data
+        for e in r.events
+        if e.event.value == "mev.opportunity"
+        and e.data["id"] == opportunity.id
+        and e.data["status"] == "expired"
+    ]
+    assert expired, "the withdrawn opportunity was not published as expired"
+    await wait_until(
+        lambda: any(e.event.value == "exploit.alert" for e in r.events), 5, "exploit.alert"
+    )
+    listed = (await r.client.get("/api/exploits")).json()["data"]
+    assert any(i["type"] == "block" and i["address"].lower() == pool.lower() for i in listed)
+    refused = await r.client.post(f"/api/mev/opportunities/{opportunity.id}/execute")
+    assert refused.status_code == 409
+    assert r.engine.store.list_trades().items == []
+
+
+async def test_two_engines_on_redis_never_both_sign(w: World, tmp_path: Path) -> None:
+    """The holder signs; stalled, its lease passes to the standby (higher epoch), which
+    reconciles and only then executes; the stalled one refuses to sign."""
+    ns = f"e2e-{secrets.token_hex(4)}"
+    receiver = Receiver()
+    settings = settings_for(w, tmp_path, mode="live", auto=False, webhook=receiver.url + "/hook")
+    settings = settings.model_copy(
+        update={"bus": settings.bus.model_copy(update={"url": "redis://127.0.0.1:6379/0"})}
+    )
+    stores = [Store.open(settings.database.url) for _ in range(2)]
+    buses = [open_bus(settings.bus.url, namespace=ns) for _ in range(2)]
+    lease = f"{ns}:lease"
+    a = Engine(
+        settings, bus=buses[0], store=stores[0], source="a", lease_name=lease, lease_ttl_ms=900
+    )
+    b = Engine(
+        settings,
+        bus=buses[1],
+        store=stores[1],
+        source="b",
+        standby=True,
+        lease_name=lease,
+        lease_ttl_ms=900,
+    )
+    try:
+        await a.start()
+        await wait_until(lambda: a.health()["lease"] is True, 10, "engine a to take the lease")
+        await b.start()
+        assert b.health()["lease"] is False
+        opportunity = await planted_opportunity(b, w)
+        nonce = await asyncio.to_thread(nonce_of, w)
+        with pytest.raises(NotAvailable):
+            await b.execute(opportunity.id, None)
+        assert await asyncio.to_thread(nonce_of, w) == nonce
+        assert isinstance(a.lease, RedisLease) and isinstance(b.lease, RedisLease)
+        old_epoch = a.lease.epoch
+        assert old_epoch is not None
+
+        a.lease.pause_renewal()  # the holder stalls
+        await wait_until(lambda: b.health()["lease"] is True, 10, "the standby to take over")
+        assert b.lease.epoch is not None and b.lease.epoch > old_epoch
+        assert a.health()["lease"] is False
+        with pytest.raises(NotAvailable):
+            await a.execute(opportunity.id, None)
+        trade = await b.execute(opportunity.id, None)
+        assert trade["status"] == "submitted"
+        row = b.store.get_trade(trade["id"])
+        assert row is not None and row.fencing_epoch == b.lease.epoch
+        assert a.executions["ethereum"].submitter.signer.signed == 0
+        assert b.executions["ethereum"].submitter.signer.signed == 1
+
+        def included() -> bool:
+            got = b.store.get_trade(trade["id"])
+            return got is not None and got.status == "included"
+
+        await wait_until(included, 30, "the standby's trade to be included")
+
+        # humans hear of it: the lease moving (each epoch once), and the kill switch
+        await b.patch_trading_state({"kill_switch": True, "reason": "drill"})
+
+        def notices() -> list[tuple[str, str]]:
+            return [(n["kind"], n["message"]) for n in receiver.received("/hook")]
+
+        await wait_until(
+            lambda: any(k == "kill_switch" for k, _ in notices()), 10, "the kill switch notice"
+        )
+        moved = [m for k, m in notices() if k == "lease_moved"]
+        assert f"execution lease epoch {b.lease.epoch} taken by b" in moved
+        assert len(moved) == len(set(moved))
+    finally:
+        for engine in (b, a):
+            async with asyncio.timeout(10):
+                await engine.stop()
+        for bus in buses:
+            await bus.aclose()
+        for store in stores:
+            store.close()
+        receiver.close()
+
+
+async def test_a_trade_left_between_write_ahead_and_send_is_failed_on_start_not_resent(
+    w: World, tmp_path: Path
+) -> None:
+    """A process that died after signing (hash on the row) and before the send: the restarted
+    engine resolves the row from the chain before it signs anything, and sends nothing."""
+    settings = settings_for(w, tmp_path, mode="live", auto=False)
+    store = Store.open(settings.database.url)
+    never_sent = "0x" + secrets.token_hex(32)
+    store.insert_trade(
+        Trade(
+            id="crashed",
+            chain="ethereum",
+            route="public",
+            token=w.dep.weth,
+            amount_in=WEI,
+            expected_profit=1,
+            tx_hashes=(never_sent,),
+            fencing_epoch=1,
+        )
+    )
+    nonce = await asyncio.to_thread(nonce_of, w)
+    bus = MemoryBus()
+    engine = Engine(settings, bus=bus, store=store)
+    await engine.start()
+    try:
+        row = store.get_trade("crashed")
+        assert row is not None and row.status == "failed"
+        assert row.error is not None and "not re-sent" in row.error
+        assert engine.executions["ethereum"].submitter.signer.signed == 0
+        assert await asyncio.to_thread(nonce_of, w) == nonce
+    finally:
+        await engine.stop()
+        await bus.aclose()
+        store.close()
