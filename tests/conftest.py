@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -52,3 +53,17 @@ def chain_snapshot(
     finally:
         if _rpc(node.rpc_url, "evm_revert", [snapshot]) is not True:
             raise RuntimeError("evm_revert failed: the devnet chain state leaked between tests")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process configure the root logger; undo it so tests stay independent."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    chatty = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    for name, old in chatty.items():
+        logging.getLogger(name).setLevel(old)

@@ -155,6 +155,25 @@ class _TextFormatter(logging.Formatter):
 _HANDLER_MARK = "_mevstack_handler"
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time, not the object it was when configured.
+
+    A process that swaps stderr (a test harness capturing output, a daemon redirecting it) would
+    otherwise keep logging into a closed stream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure_logging(
     level: str | int = "INFO", *, json: bool = True, stream: TextIO | None = None
 ) -> logging.Handler:
@@ -169,10 +188,15 @@ def configure_logging(
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.StreamHandler = (  # type: ignore[type-arg]
+        logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
+    )
     setattr(handler, _HANDLER_MARK, True)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if json else _TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs every request at INFO: at our request rates that drowns everything else.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
     return handler
