@@ -5,6 +5,7 @@ the kill switch, observe mode, and an exploit alert withdrawing a live opportuni
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from mevstack.api.app import create_app
 from mevstack.api.auth import create_token
 from mevstack.api.server import build_authenticator
 from mevstack.api.store_view import StoreTokens
-from mevstack.api.view import NotAvailable
+from mevstack.api.view import Conflict, NotAvailable
 from mevstack.bus import MemoryBus, open_bus
 from mevstack.chain.rpc import RpcClient
 from mevstack.config import Settings, parse_settings
@@ -228,6 +229,74 @@ async def test_execute_through_the_api_grows_the_executor_by_exactly_the_realize
     listed = await r.client.get(f"/api/trades/{trade['id']}")
     assert listed.status_code == 200 and listed.json()["data"]["status"] == "included"
     assert listed.json()["data"]["realized_profit"] == str(row.realized_profit)
+
+
+@pytest.mark.parametrize("running", [("live", False)], indirect=True)
+async def test_a_backrun_goes_out_after_its_pending_trigger_and_carries_token_units(
+    running: Running, w: World
+) -> None:
+    r = running
+    arbitrage = await planted_opportunity(r, w)
+    router = next(d.router for d in w.dep.v2 if d.name == "uniswap-v2")
+    path = [w.dep.weth, w.dep.token("USDC").address]
+    swap = encode_call(
+        "swapExactETHForTokens(uint256,address[],address,uint256)", 0, path, w.dep.deployer, 2**40
+    )
+    w.rpc.call("evm_setAutomine", [False])
+    try:
+        victim = str(
+            w.rpc.call(
+                "eth_sendTransaction",
+                [
+                    {
+                        "from": w.dep.deployer,
+                        "to": router,
+                        "data": "0x" + swap.hex(),
+                        "value": hex(100 * WEI),
+                        "gas": hex(400_000),
+                        "maxFeePerGas": hex(500 * 10**9),
+                        "maxPriorityFeePerGas": hex(50 * 10**9),
+                    }
+                ],
+            )
+        )
+        backrun = dataclasses.replace(
+            arbitrage,
+            id="backrun-" + victim[2:18],
+            kind="backrun",
+            trigger_tx=victim,
+            token_symbol="WETH",
+            token_decimals=18,
+        )
+        before = weth_of(w, w.executor)
+        trade = await r.engine.executions["ethereum"].execute(backrun, None)
+        assert trade["status"] == "submitted", trade
+        assert trade["route"] == "public"  # the backrun waits behind its trigger in the pool
+        assert trade["token_symbol"] == "WETH" and trade["token_decimals"] == 18
+        ours = trade["tx_hashes"][-1]
+        sent = w.rpc.call("eth_getTransactionByHash", [ours])
+        assert sent["blockNumber"] is None  # waits in the mempool behind its trigger
+        assert int(sent["maxPriorityFeePerGas"], 16) <= 50 * 10**9
+        w.rpc.call("evm_mine", [])
+    finally:
+        w.rpc.call("evm_setAutomine", [True])
+    store = r.engine.store
+
+    def settled() -> bool:
+        row = store.get_trade(trade["id"])
+        return row is not None and row.status == "included"
+
+    await wait_until(settled, 30, "the backrun to be included")
+    row = store.get_trade(trade["id"])
+    assert row is not None and row.block_number is not None and row.realized_profit is not None
+    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
+    assert block["transactions"] == [victim, ours]
+    assert row.realized_profit > 0 and row.realized_profit == row.expected_profit
+    assert weth_of(w, w.executor) - before == row.realized_profit
+    # the trigger is mined now: the same backrun again is refused with the reason
+    again = dataclasses.replace(backrun, id=backrun.id + "-again")
+    with pytest.raises(Conflict, match="already mined"):
+        await r.engine.executions["ethereum"].execute(again, None)
 
 
 @pytest.mark.parametrize("running", [("observe", True)], indirect=True)

@@ -129,12 +129,26 @@ class LocalRelay:
             await self._build(txs, hashes, block, signer)
         return {"bundleHash": bundle_hash}
 
+    async def _send_raw(self, raw: str, expected: str) -> bool:
+        """Queue one bundle transaction (whether it was new to the node); one the node already
+        holds as pending (a backrun's trigger seen in the public mempool) is taken from there,
+        as a builder would, and is left there if the bundle fails."""
+        try:
+            await self._node("eth_sendRawTransaction", [raw])
+            return True
+        except RuntimeError:
+            known = await self._node("eth_getTransactionByHash", [expected])
+            if isinstance(known, dict) and not known.get("blockNumber"):
+                return False
+            raise
+
     async def _build(self, txs: list[str], hashes: list[str], block: int, signer: str) -> None:
         await self._node("evm_setAutomine", [False])
         sent: list[str] = []
         try:
-            for raw in txs:
-                sent.append(await self._node("eth_sendRawTransaction", [raw]))
+            for raw, expected in zip(txs, hashes, strict=True):
+                if await self._send_raw(raw, expected):
+                    sent.append(expected)
         except RuntimeError:
             # a bundle is all or nothing: drop what was queued and mine the slot without it
             for tx in sent:

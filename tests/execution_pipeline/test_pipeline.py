@@ -13,23 +13,37 @@ from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from mevstack.chain.gas import GasOracle
 from mevstack.chain.rpc import RpcClient
 from mevstack.config import parse_settings
 from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment
-from mevstack.devnet.rpc import DevnetRpc, encode_call
+from mevstack.devnet.opstack import install_op_stack_fee_contracts
+from mevstack.devnet.rpc import DevnetRpc, encode_call, hexdata
 from mevstack.execution.deploy import deploy_executor
 from mevstack.execution.encode import ExecuteArgs, Hop, encode_balance_of
+from mevstack.execution.l1fee import unsigned_eip1559, unsigned_typed_tx
 from mevstack.execution.lease import LocalLease
 from mevstack.execution.nonces import NonceManager
 from mevstack.execution.pipeline import ChainContext, Pipeline, Plan
 from mevstack.execution.risk import Candidate
-from mevstack.execution.routes import PublicRoute, Signer, SubmitOutcome, Submitter
+from mevstack.execution.routes import (
+    BundleRoute,
+    PublicRoute,
+    RouteKind,
+    Signer,
+    SubmitOutcome,
+    Submitter,
+)
 from mevstack.execution.tracker import Tracker, refresh_native_balance
 from mevstack.execution.trading_state import TradingState
+from mevstack.execution.trigger import TriggerGone, load_trigger
 from mevstack.store import Store
+from tests.execution_pipeline.relay import LocalRelay
 
 WEI = 10**18
+GWEI = 10**9
+RELAY_AUTH = Account.from_key("0x" + keccak(text="mevstack pipeline relay auth").hex())
 OPERATOR = Account.from_key("0x" + keccak(text="mevstack pipeline operator").hex())
 
 
@@ -120,6 +134,7 @@ class Engine:
 
 
 def engine(s: Setup, store: Store, *, mode: str = "live", route: Any = None) -> Engine:
+    kind: RouteKind = "public" if route is None else route.kind
     settings = parse_settings(
         {
             "engine": {"mode": mode, "auto_execute": True},
@@ -138,7 +153,7 @@ def engine(s: Setup, store: Store, *, mode: str = "live", route: Any = None) -> 
     )
     state = TradingState.load(store, settings)
     state.set_limits("ethereum", {"max_in_flight": 4}, actor="test")
-    chain = ChainContext("ethereum", 1, 1.0, s.d.weth, s.executor, "public")
+    chain = ChainContext("ethereum", 1, 1.0, s.d.weth, s.executor, kind)
     events: list[tuple[str, dict[str, Any]]] = []
 
     async def publish(name: str, chain_name: str | None, data: Mapping[str, Any]) -> None:
@@ -314,6 +329,63 @@ async def test_confirmations_and_a_reorg_that_removes_the_block(
     assert await e.tracker.refresh(confirmations=5) == []
 
 
+async def test_a_reorg_that_re_mines_the_trade_at_the_same_height_is_seen_by_hash(
+    s: Setup, sqlite_store: Store
+) -> None:
+    e = engine(s, sqlite_store)
+    open_gap(s)
+    args = arb_args(s)
+    outcome = await e.pipeline.execute(plan(s, args), candidate=candidate(s, args))
+    assert outcome.trade is not None and outcome.signed is not None
+    trade = await e.tracker.wait(outcome.trade.id)
+    assert trade.status == "included" and trade.block_hash is not None
+    # the trade's block is replaced by another at the same height that includes it again
+    s.sync.call("anvil_reorg", [1, [[outcome.signed.raw, 0]]])
+    receipt = await s.rpc.request("eth_getTransactionReceipt", [outcome.signed.hash])
+    assert int(receipt["blockNumber"], 16) == trade.block_number
+    assert receipt["blockHash"].lower() != trade.block_hash
+    (again,) = await e.tracker.refresh(confirmations=5)
+    assert again.status == "included" and again.block_number == trade.block_number
+    assert again.block_hash == receipt["blockHash"].lower()
+    assert again.realized_profit == trade.realized_profit
+    # rolled back and booked once more: counted exactly once
+    assert e.state.snapshot()["chains"]["ethereum"]["pnl_today_wei"] == str(again.net_pnl_wei)
+    names = [name for name, _ in e.events]
+    assert names == ["trade.submitted", "trade.included", "trade.submitted", "trade.included"]
+    assert await e.tracker.refresh(confirmations=5) == []
+
+
+async def test_on_an_op_stack_chain_gas_cost_includes_the_l1_data_fee(
+    s: Setup, sqlite_store: Store
+) -> None:
+    # the devnet's optimism chain: plain anvil plus the GasPriceOracle / L1Block predeploys
+    install_op_stack_fee_contracts(s.sync)
+    e = engine(s, sqlite_store)
+    open_gap(s)
+    args = arb_args(s)
+    outcome = await e.pipeline.execute(plan(s, args), candidate=candidate(s, args))
+    assert outcome.trade is not None and outcome.signed is not None
+    trade = await e.tracker.wait(outcome.trade.id)
+    receipt = await s.rpc.request("eth_getTransactionReceipt", [outcome.signed.hash])
+    assert "l1Fee" not in receipt  # anvil does not report it: the oracle is asked
+    unsigned = unsigned_typed_tx(bytes.fromhex(outcome.signed.raw[2:]))
+    # the unsigned encoding is exactly what the operator signed
+    sent = await s.rpc.request("eth_getTransactionByHash", [outcome.signed.hash])
+    vrs = (int(sent["v"], 16), int(sent["r"], 16), int(sent["s"], 16))
+    assert Account._recover_hash(keccak(unsigned), vrs=vrs) == OPERATOR.address
+    # and the gate's encoding of the same transaction agrees byte for byte
+    fields = ("chainId", "nonce", "maxPriorityFeePerGas", "maxFeePerGas", "gas", "value")
+    as_signed = {k: int(sent[k], 16) for k in fields} | {"to": sent["to"], "data": sent["input"]}
+    assert unsigned_eip1559(as_signed) == unsigned
+    oracle = GasOracle("optimism", s.rpc, chain_id=1)
+    l1_fee = await oracle.l1_fee(unsigned)
+    assert l1_fee is not None and l1_fee > 0 and oracle.model == "op_stack"
+    l2_cost = int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+    assert trade.gas_cost_wei == l2_cost + l1_fee
+    assert trade.realized_profit is not None
+    assert trade.net_pnl_wei == trade.realized_profit - l2_cost - l1_fee
+
+
 async def test_operator_balance_below_the_floor_pauses_the_chain(
     s: Setup, sqlite_store: Store
 ) -> None:
@@ -364,3 +436,92 @@ async def test_the_kill_switch_stops_an_auto_execution_already_past_the_gate(
         nonce_before
     )
     assert e.nonces.next_nonce == int(nonce_before, 16)
+
+
+def send_victim(s: Setup) -> str:
+    """The gap-opening swap of :func:`open_gap`, left pending (automine off), tipping 2 gwei."""
+    usdc = s.d.token("USDC").address
+    swap = encode_call(
+        "swapExactETHForTokens(uint256,address[],address,uint256)",
+        0,
+        [s.d.weth, usdc],
+        s.d.deployer,
+        2**40,
+    )
+    s.sync.call("evm_setAutomine", [False])
+    tx = {
+        "from": s.d.deployer,
+        "to": s.d.v2[0].router,
+        "data": hexdata(swap),
+        "value": hex(50 * WEI),
+        "gas": hex(400_000),
+        "maxFeePerGas": hex(100 * GWEI),
+        "maxPriorityFeePerGas": hex(2 * GWEI),
+    }
+    return str(s.sync.call("eth_sendTransaction", [tx]))
+
+
+@pytest.fixture
+async def devnet_relay(s: Setup) -> AsyncIterator[LocalRelay]:
+    relay = LocalRelay(s.node.rpc_url)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+        s.sync.call("evm_setAutomine", [True])
+
+
+async def test_backrun_lands_as_a_bundle_right_after_its_pending_trigger(
+    s: Setup, sqlite_store: Store, devnet_relay: LocalRelay
+) -> None:
+    args = arb_args(s)
+    route = BundleRoute([devnet_relay.url], RELAY_AUTH, s.rpc, block_time=1.0)
+    e = engine(s, sqlite_store, route=route)
+    victim = send_victim(s)
+    trigger = await load_trigger(s.rpc, victim)
+    assert trigger.hash == victim and trigger.request.max_priority_fee_per_gas == 2 * GWEI
+    # without its trigger the path has no gap: the gate refuses it
+    alone = await e.pipeline.execute(plan(s, args), candidate=candidate(s, args))
+    assert alone.trade is None and alone.refused is not None
+    assert alone.refused.startswith("simulation reverted")
+    before = await weth_of(s, s.executor)
+    backrun = Plan.backrun(plan(s, args), trigger)
+    outcome = await e.pipeline.execute(backrun, candidate=candidate(s, args))
+    assert outcome.refused is None and outcome.trade is not None, outcome.refused
+    assert outcome.trade.route == "bundle" and outcome.signed is not None
+    # priced never above its trigger
+    sent = await s.rpc.request("eth_getTransactionByHash", [outcome.signed.hash])
+    assert int(sent["maxPriorityFeePerGas"], 16) <= 2 * GWEI
+    assert int(sent["maxFeePerGas"], 16) <= 100 * GWEI
+    trade = await e.tracker.wait(outcome.trade.id)
+    assert trade.status == "included"
+    block = await s.rpc.request("eth_getBlockByNumber", [hex(trade.block_number or 0), False])
+    assert block["transactions"] == [victim, outcome.signed.hash]
+    assert devnet_relay.included[-1].tx_hashes == [victim, outcome.signed.hash]
+    after = await weth_of(s, s.executor)
+    assert trade.realized_profit is not None and trade.realized_profit > 0
+    assert after - before == trade.realized_profit == trade.expected_profit
+    with pytest.raises(TriggerGone, match="already mined"):
+        await load_trigger(s.rpc, victim)
+
+
+async def test_backrun_is_refused_when_its_trigger_is_mined_or_dropped_before_the_send(
+    s: Setup, sqlite_store: Store
+) -> None:
+    args = arb_args(s)
+    e = engine(s, sqlite_store)
+    victim = send_victim(s)
+    try:
+        backrun = Plan.backrun(plan(s, args), await load_trigger(s.rpc, victim))
+        s.sync.call("evm_mine", [])  # the trigger lands on its own before we send
+        outcome = await e.pipeline.execute(backrun, candidate=candidate(s, args))
+        assert outcome.trade is None and outcome.refused is not None
+        assert f"trigger {victim} is already mined" in outcome.refused
+        assert e.pipeline.submitter.signer.signed == 0
+        dropped = send_victim(s)
+        assert s.sync.call("anvil_dropTransaction", [dropped]) is not None
+        with pytest.raises(TriggerGone, match="dropped or replaced"):
+            await load_trigger(s.rpc, dropped)
+    finally:
+        s.sync.call("evm_setAutomine", [True])

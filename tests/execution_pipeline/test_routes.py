@@ -10,7 +10,7 @@ import orjson
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_keys import keys
+from eth_keys.datatypes import Signature
 from eth_utils.crypto import keccak
 
 from mevstack.chain.rpc import RpcClient
@@ -49,9 +49,7 @@ def test_signature_is_personal_sign_over_the_hex_keccak_of_the_exact_body() -> N
     text = ("0x" + keccak(body).hex()).encode()
     digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(text)).encode() + text)
     raw = bytes.fromhex(signature[2:])
-    recovered = keys.Signature(raw[:64] + bytes([raw[64] - 27])).recover_public_key_from_msg_hash(
-        digest
-    )
+    recovered = Signature(raw[:64] + bytes([raw[64] - 27])).recover_public_key_from_msg_hash(digest)
     assert recovered.to_checksum_address() == AUTH.address
     assert verify_header(header, body) == AUTH.address
     with pytest.raises(RelaySignatureError, match="does not match"):

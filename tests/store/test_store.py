@@ -234,6 +234,8 @@ def test_trade_lifecycle(store: Store) -> None:
         "fencing_epoch": 7,
         "created_at": done.to_json()["created_at"],
         "updated_at": done.to_json()["updated_at"],
+        "token_symbol": None,
+        "token_decimals": None,
     }
     assert done.to_json()["created_at"].endswith("Z")
     with pytest.raises(NotFound):

@@ -100,6 +100,8 @@ class Trade(_Open):
     error: str | None
     created_at: str
     updated_at: str
+    token_symbol: str | None = None
+    token_decimals: int | None = None
 
 
 class NodeStatus(_Open):

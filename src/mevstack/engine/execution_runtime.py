@@ -11,6 +11,10 @@ active trade per opportunity, the first answer repeated for a repeated ``Idempot
 offer replaces a pending one, and the pipeline's gate — kill switch, mode, blocklist, limits —
 is checked when its turn comes, so a kill switch stops a pending auto-execution).
 
+A backrun's plan carries its trigger, read from the node when its turn comes
+(:mod:`mevstack.execution.trigger`): a trigger no longer pending is the refusal.  Auto-execution
+takes arbitrages only; backruns are executed on request.
+
 Only the lease holder signs: the Signer and the Pipeline check the lease before every signature
 and send, and a replica that acquires the lease reconciles every chain's in-flight trades first.
 """
@@ -48,8 +52,9 @@ from mevstack.execution.routes import (
 )
 from mevstack.execution.tracker import Tracker, refresh_native_balance
 from mevstack.execution.trading_state import TradingState
+from mevstack.execution.trigger import TriggerGone, load_trigger
 from mevstack.market.state import PoolStore
-from mevstack.store import Store, Trade
+from mevstack.store import NotFound, Store, Trade
 from mevstack.store.store import Conflict as StoreConflict
 from mevstack.strategy.opportunity import Opportunity
 
@@ -239,11 +244,10 @@ class ChainExecution:
     # -- planning -------------------------------------------------------------------------------
 
     def _plan(self, opportunity: Opportunity) -> tuple[Plan, Candidate]:
-        if opportunity.kind != "arbitrage":
-            raise BadRequest(
-                f"opportunity {opportunity.id}: only arbitrage is executed by the engine so far "
-                f"(this one is {opportunity.kind})"
-            )
+        if opportunity.kind not in ("arbitrage", "backrun"):
+            raise BadRequest(f"opportunity {opportunity.id}: unknown kind {opportunity.kind!r}")
+        if opportunity.kind == "backrun" and not opportunity.trigger_tx:
+            raise BadRequest(f"opportunity {opportunity.id}: a backrun without its trigger_tx")
         pools = self.pools()
         if pools is None:
             raise NotAvailable(f"chain {self.name}: the market is not loaded yet")
@@ -257,6 +261,8 @@ class ChainExecution:
             args=args,
             expires_at_block=opportunity.expires_at_block,
             priority_fee=DEFAULT_PRIORITY_FEE_WEI if tip is None else max(tip, 1),
+            token_symbol=opportunity.token_symbol,
+            token_decimals=opportunity.token_decimals,
         )
         candidate = Candidate.from_opportunity(
             opportunity.to_json(),
@@ -300,9 +306,21 @@ class ChainExecution:
 
     async def _run(self, opportunity: Opportunity, *, auto: bool) -> Outcome:
         plan, candidate = self._plan(opportunity)
-        # the risk gate's refusal (kill switch, mode, limits) comes first, from the pipeline
-        short = await self._inventory_short(plan.args) if self.state.check(candidate).ok else None
+        # the risk gate's refusal (kill switch, mode, limits) comes first, from the pipeline; a
+        # backrun refused there has no trigger loaded, and nothing awaits between this check and
+        # the pipeline's, so it cannot go out without its trigger
+        short: str | None = None
+        if self.state.check(candidate).ok:
+            short = await self._inventory_short(plan.args)
+            if short is None and opportunity.kind == "backrun" and opportunity.trigger_tx:
+                try:
+                    trigger = await load_trigger(self.rpc, opportunity.trigger_tx)
+                    plan = Plan.backrun(plan, trigger)
+                except TriggerGone as exc:  # dropped, replaced or already mined
+                    short = str(exc)
         if short is not None:
+            with contextlib.suppress(NotFound):
+                self.store.set_opportunity_status(opportunity.id, "rejected")
             self.refusals.insert(0, (opportunity.id, short))
             del self.refusals[50:]
             self.store.audit(

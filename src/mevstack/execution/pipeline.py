@@ -4,13 +4,16 @@ Order of one execution (:meth:`Pipeline.execute`):
 
 1. the trading state's risk check (kill switch, mode, pause, blocklist, limits);
 2. the executor's simulation in the next block's context (``prepare_execute``); refused unless it
-   succeeds with ``net = balance change − gas_limit × max_fee ≥ min_net_profit_wei`` (the gas is
-   priced at the worst case the transaction can pay).  The contract's ``min_profit`` is then set
+   succeeds with ``net = balance change − gas_limit × max_fee − 2 × L1 fee ≥ min_net_profit_wei``
+   (the gas is priced at the worst case the transaction can pay; the L1 data fee, OP stack only,
+   from the GasPriceOracle).  The contract's ``min_profit`` is then set
    to exactly that worst-case gas plus the minimum, so on chain it reverts rather than lose, and
    the final transaction is simulated once more;
 3. ``paper`` mode stops here and records what would have happened (status ``cancelled``);
-4. the trade row is written (``pending``, with the lease's fencing epoch) **before** signing;
-5. the submitter reserves the nonce, signs behind the kill switch and the lease fence, records
+4. a backrun's trigger must still be pending (see :mod:`mevstack.execution.trigger` for why
+   and how a backrun is priced never to land in front of it);
+5. the trade row is written (``pending``, with the lease's fencing epoch) **before** signing;
+6. the submitter reserves the nonce, signs behind the kill switch and the lease fence, records
    the hash on the row, then sends; the row becomes ``submitted`` or ``failed``.
 
 Every refusal is returned with its reason, audited, and marks the opportunity ``rejected`` when
@@ -32,6 +35,7 @@ from eth_utils.address import to_checksum_address
 from mevstack.chain.rpc import JsonRpc
 from mevstack.errors import MevstackError
 from mevstack.execution.encode import ExecuteArgs, encode_execute
+from mevstack.execution.l1fee import MAX_NONCE, L1Fees, unsigned_eip1559
 from mevstack.execution.lease import ExecutionLease
 from mevstack.execution.risk import Candidate
 from mevstack.execution.routes import RouteKind, SignedTx, Submitter
@@ -43,8 +47,10 @@ from mevstack.execution.simulate import (
     simulate_execute,
 )
 from mevstack.execution.trading_state import TradingState
+from mevstack.execution.trigger import Trigger, TriggerGone, backrun_fees, pending_trigger
 from mevstack.store import NotFound, Store, Trade
 
+L1_FEE_HEADROOM = 2
 Publish = Callable[[str, str | None, Mapping[str, Any]], Awaitable[Any]]
 
 
@@ -71,6 +77,30 @@ class Plan:
     priority_fee: int
     trigger: TxRequest | None = None  # a backrun's trigger, simulated first
     trigger_raw: str | None = None  # and sent first in the bundle
+    trigger_hash: str | None = None  # re-checked as still pending right before the send
+    token_symbol: str | None = None  # the start token's, copied onto the trade for clients
+    token_decimals: int | None = None
+
+    @classmethod
+    def backrun(cls, plan: Plan, trigger: Trigger) -> Plan:
+        return dataclasses.replace(
+            plan, trigger=trigger.request, trigger_raw=trigger.raw, trigger_hash=trigger.hash
+        )
+
+
+def tx_dict(chain_id: int, tx: TxRequest, nonce: int) -> dict[str, Any]:
+    """The EIP-1559 transaction to sign."""
+    return {
+        "type": 2,
+        "chainId": chain_id,
+        "nonce": nonce,
+        "to": tx.to,
+        "value": tx.value,
+        "data": tx.data,
+        "gas": tx.gas,
+        "maxFeePerGas": tx.max_fee_per_gas,
+        "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +134,7 @@ class Pipeline:
         self.lease = lease
         self.operator = to_checksum_address(operator)
         self.publish = publish
+        self.l1_fees = L1Fees(rpc)
 
     async def _refuse(self, plan: Plan, reason: str, sim: ExecutionSimulation | None) -> Outcome:
         self.store.audit(
@@ -131,18 +162,33 @@ class Pipeline:
         args = plan.args
         if to_checksum_address(args.start_token) != to_checksum_address(self.chain.wrapped_native):
             return await self._refuse(plan, "start token is not the wrapped native token", None)
+        priority_fee = plan.priority_fee
+        if plan.trigger is not None:
+            _, priority_fee = backrun_fees(
+                plan.trigger, max_fee=plan.trigger.max_fee_per_gas, priority_fee=priority_fee
+            )
         tx, sim = await prepare_execute(
             self.rpc,
             executor=self.chain.executor,
             operator=self.operator,
             args=args,
-            priority_fee=plan.priority_fee,
+            priority_fee=priority_fee,
             block_time=self.chain.block_time,
             before=[plan.trigger] if plan.trigger is not None else [],
         )
+        if plan.trigger is not None:
+            max_fee, _ = backrun_fees(
+                plan.trigger, max_fee=tx.max_fee_per_gas, priority_fee=priority_fee
+            )
+            tx = dataclasses.replace(tx, max_fee_per_gas=max_fee)
         if not sim.success:
             return await self._refuse(plan, f"simulation reverted: {sim.revert_reason}", sim)
-        worst_gas_cost = tx.gas * tx.max_fee_per_gas
+        # OP stack: the L1 data fee on top, for the longest nonce and with room for the L1
+        # price to move before inclusion (like the fee cap's doubled base fee)
+        l1_fee = await self.l1_fees.of_unsigned(
+            unsigned_eip1559(tx_dict(self.chain.chain_id, tx, MAX_NONCE))
+        )
+        worst_gas_cost = tx.gas * tx.max_fee_per_gas + L1_FEE_HEADROOM * l1_fee
         net = sim.balance_change - worst_gas_cost
         if net < max(self.chain.min_net_profit_wei, 1):
             return await self._refuse(
@@ -167,6 +213,8 @@ class Pipeline:
             opportunity_id=plan.opportunity_id,
             amount_in=args.amount_in,
             expected_profit=sim.balance_change,
+            token_symbol=plan.token_symbol,
+            token_decimals=plan.token_decimals,
         )
         if self.state.mode == "paper":
             stored = self.store.insert_trade(
@@ -175,22 +223,17 @@ class Pipeline:
                 )
             )
             return Outcome(stored, None, sim)
+        if plan.trigger_hash is not None:
+            try:
+                await pending_trigger(self.rpc, plan.trigger_hash)
+            except TriggerGone as exc:
+                return await self._refuse(plan, str(exc), sim)
         epoch = await self.lease.check()
         stored = self.store.insert_trade(dataclasses.replace(trade, fencing_epoch=epoch))
         self.state.set_in_flight(self.chain.name, self.state.in_flight.get(self.chain.name, 0) + 1)
 
         def build(nonce: int) -> dict[str, Any]:
-            return {
-                "type": 2,
-                "chainId": self.chain.chain_id,
-                "nonce": nonce,
-                "to": tx.to,
-                "value": tx.value,
-                "data": tx.data,
-                "gas": tx.gas,
-                "maxFeePerGas": tx.max_fee_per_gas,
-                "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
-            }
+            return tx_dict(self.chain.chain_id, tx, nonce)
 
         def on_signed(signed: SignedTx) -> None:
             # the hash is on the row before the transaction can be on the wire

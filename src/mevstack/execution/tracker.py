@@ -4,8 +4,9 @@
   receipt: ``realized_profit`` is the executor's balance change of the start token between the
   block before and the block of inclusion (read from the chain, not from the expectation;
   exact because only the operator can call the executor), ``gas_used``, ``gas_cost_wei =
-  gasUsed × effectiveGasPrice``, and ``net_pnl_wei = realized − gas cost`` (a reverted trade
-  realizes 0 and still pays its gas).  The chain's P&L of the day is updated.
+  gasUsed × effectiveGasPrice + L1 data fee``, and ``net_pnl_wei = realized − gas cost`` (a
+  reverted trade realizes 0 and still pays its gas).  The chain's P&L of the day is updated.
+  The L1 data fee comes from :mod:`mevstack.execution.l1fee`.
 * :meth:`Tracker.reconcile` runs on start (or when a replica takes the lease) over this chain's
   ``pending`` / ``submitted`` rows: a row that never got a hash was never signed and fails; a
   row with a hash that the chain does not know was never sent (the process died between the
@@ -13,8 +14,9 @@
   mined, else stays ``submitted``.
 
 * :meth:`Tracker.refresh` follows settled trades until they have the chain's ``confirmations``:
-  a trade whose receipt disappeared or moved to another block (a reorg) goes back to
-  ``submitted`` and its P&L is rolled back (re-settled if it was mined again elsewhere).
+  a trade whose receipt disappeared or moved to another block (a reorg; compared by block hash,
+  so a re-mining at the same height counts too) goes back to ``submitted`` and its P&L is
+  rolled back (re-settled if it was mined again elsewhere).
 * :func:`refresh_native_balance` feeds the operator's balance to the trading state (the floor
   below which the chain pauses).
 """
@@ -31,6 +33,7 @@ from eth_abi.abi import decode as abi_decode
 from mevstack.chain.rpc import JsonRpc
 from mevstack.errors import MevstackError
 from mevstack.execution.encode import encode_balance_of
+from mevstack.execution.l1fee import L1Fees
 from mevstack.execution.pipeline import ChainContext, Publish
 from mevstack.execution.trading_state import TradingState
 from mevstack.store import Store, Trade
@@ -55,6 +58,7 @@ class Tracker:
         self.store = store
         self.state = state
         self.publish = publish
+        self.l1_fees = L1Fees(rpc)
 
     async def _balance(self, token: str, block: int) -> int:
         call = {"to": token, "data": "0x" + encode_balance_of(self.chain.executor).hex()}
@@ -69,7 +73,8 @@ class Tracker:
     async def settle(self, trade: Trade, receipt: Mapping[str, Any]) -> Trade:
         block = int(receipt["blockNumber"], 16)
         gas_used = int(receipt["gasUsed"], 16)
-        gas_cost = gas_used * int(receipt["effectiveGasPrice"], 16)
+        l1_fee = await self.l1_fees.paid(receipt)
+        gas_cost = gas_used * int(receipt["effectiveGasPrice"], 16) + l1_fee
         success = receipt.get("status") == "0x1"
         realized = 0
         if success:
@@ -85,6 +90,7 @@ class Tracker:
             gas_cost_wei=gas_cost,
             net_pnl_wei=net,
             block_number=block,
+            block_hash=str(receipt.get("blockHash") or "").lower() or None,
             confirmations=max(0, head - block + 1),
             error=None if success else "reverted on chain",
         )
@@ -120,7 +126,11 @@ class Tracker:
                     continue
                 receipt = await self._receipt(trade.tx_hashes[-1])
                 block = None if receipt is None else int(receipt["blockNumber"], 16)
-                if block is not None and block == trade.block_number:
+                if (
+                    block is not None
+                    and block == trade.block_number
+                    and _same_block(trade, receipt)
+                ):
                     depth = max(0, head - block + 1)
                     if depth != trade.confirmations:
                         changed.append(self.store.update_trade(trade.id, confirmations=depth))
@@ -140,6 +150,7 @@ class Tracker:
             gas_cost_wei=None,
             net_pnl_wei=None,
             block_number=None,
+            block_hash=None,
             confirmations=0,
             error=None,
         )
@@ -178,6 +189,16 @@ class Tracker:
                 elif known is not None and status == "pending":
                     changed.append(self.store.update_trade(trade.id, status="submitted"))
         return changed
+
+
+def _same_block(trade: Trade, receipt: Mapping[str, Any] | None) -> bool:
+    """Whether the receipt is from the very block the trade was settled in: a reorg can re-mine
+    it at the same height in another block (other hash, possibly another outcome)."""
+    if receipt is None:
+        return False
+    if trade.block_hash is None:
+        return True  # settled before hashes were recorded: the height is all we know
+    return str(receipt.get("blockHash") or "").lower() == trade.block_hash
 
 
 async def refresh_native_balance(

@@ -49,6 +49,9 @@ class Trade:
     fencing_epoch: int = 0
     created_at: datetime | None = None  # set by the store on insert when None
     updated_at: datetime | None = None
+    block_hash: str | None = None  # of the inclusion block: a reorg at the same height changes it
+    token_symbol: str | None = None  # the start token's, so clients can show units
+    token_decimals: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,8 @@ class Trade:
             "fencing_epoch": self.fencing_epoch,
             "created_at": None if self.created_at is None else iso(self.created_at),
             "updated_at": None if self.updated_at is None else iso(self.updated_at),
+            "token_symbol": self.token_symbol,
+            "token_decimals": self.token_decimals,
         }
 
 

@@ -1,0 +1,100 @@
+"""A backrun's trigger: the pending transaction it must land right after, read from the node.
+
+:func:`load_trigger` fetches the trigger by hash (``eth_getTransactionByHash`` for its fields,
+``eth_getRawTransactionByHash`` for the exact signed bytes that go first in the bundle) and
+refuses, with the reason, a trigger the node no longer holds as pending: dropped or replaced
+(same nonce, other hash: the hash is unknown) or already mined (nothing left to backrun).
+
+Pricing rule (:func:`backrun_fees`), for every route: the backrun's tip and fee cap are each at
+most the trigger's.  Its effective tip ``min(tip, max_fee - base_fee)`` is then never above the
+trigger's at any base fee, and whenever the backrun can pay the base fee the trigger can too, so
+a block ordered by effective tip never puts the backrun in front of its trigger.  On a public
+route the trigger must also still be pending at our node right before the send (the pipeline
+re-checks), so the backrun never reaches the mempool ahead of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from mevstack.chain.errors import RpcResponseError
+from mevstack.chain.rpc import JsonRpc
+from mevstack.errors import MevstackError
+from mevstack.execution.simulate import TxRequest
+
+
+class TriggerGone(MevstackError):
+    """The trigger is no longer pending (dropped, replaced or mined): the backrun is moot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    hash: str
+    raw: str
+    request: TxRequest  # as the simulator runs it, before the backrun
+
+
+def _int(tx: Mapping[str, Any], key: str) -> int:
+    value = tx.get(key)
+    return int(str(value), 16) if value else 0
+
+
+def trigger_request(tx: Mapping[str, Any]) -> TxRequest:
+    """The simulator's view of a transaction as ``eth_getTransactionByHash`` returns it."""
+    if tx.get("maxFeePerGas"):
+        max_fee, tip = _int(tx, "maxFeePerGas"), _int(tx, "maxPriorityFeePerGas")
+    else:
+        # legacy and access-list transactions pay their gas price as both cap and tip
+        max_fee = tip = _int(tx, "gasPrice")
+    to = tx.get("to")
+    if not to:
+        raise TriggerGone("the trigger creates a contract: it cannot be backrun")
+    data = str(tx.get("input") or tx.get("data") or "0x")
+    return TxRequest(
+        sender=to_checksum_address(str(tx["from"])),
+        to=to_checksum_address(str(to)),
+        data=bytes.fromhex(data.removeprefix("0x")),
+        gas=_int(tx, "gas"),
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=tip,
+        value=_int(tx, "value"),
+    )
+
+
+async def pending_trigger(rpc: JsonRpc, tx_hash: str) -> Mapping[str, Any]:
+    """The trigger's fields if the node still holds it as pending, else :class:`TriggerGone`."""
+    tx = await rpc.request("eth_getTransactionByHash", [tx_hash])
+    if not isinstance(tx, Mapping):
+        raise TriggerGone(f"trigger {tx_hash} is no longer known to the node (dropped or replaced)")
+    if tx.get("blockNumber"):
+        raise TriggerGone(
+            f"trigger {tx_hash} is already mined in block {int(str(tx['blockNumber']), 16)}"
+        )
+    return tx
+
+
+async def load_trigger(rpc: JsonRpc, tx_hash: str) -> Trigger:
+    tx = await pending_trigger(rpc, tx_hash)
+    try:
+        raw = await rpc.request("eth_getRawTransactionByHash", [tx_hash])
+    except RpcResponseError as exc:
+        raise MevstackError(
+            f"the node cannot return the trigger's raw transaction: {exc}"
+        ) from None
+    if not isinstance(raw, str) or raw in ("", "0x"):
+        raise TriggerGone(f"trigger {tx_hash} is no longer known to the node (dropped or replaced)")
+    if "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex() != tx_hash.lower():
+        raise MevstackError(f"the node's raw transaction for {tx_hash} does not hash to it")
+    return Trigger(hash=tx_hash.lower(), raw=raw, request=trigger_request(tx))
+
+
+def backrun_fees(trigger: TxRequest, *, max_fee: int, priority_fee: int) -> tuple[int, int]:
+    """(fee cap, tip) of a backrun: each at most the trigger's (see the module docstring)."""
+    return min(max_fee, trigger.max_fee_per_gas), min(
+        priority_fee, trigger.max_priority_fee_per_gas
+    )
