@@ -1,22 +1,31 @@
-"""The dashboard's real surroundings: a mining devnet chain, ``mevstack up``'s stack (engine,
-gateway, WebSocket and the dashboard server) on free ports, and Debian Chromium via Playwright."""
+"""The dashboard's real surroundings: a mining devnet chain with our executor deployed and an
+operator keystore, ``mevstack up``'s stack in live mode (engine, gateway, WebSocket and the
+dashboard server) on free ports, and Debian Chromium via Playwright."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from playwright.async_api import Browser, Page, async_playwright
 
 from mevstack.api.auth import hash_token
+from mevstack.chain.rpc import RpcClient
 from mevstack.config import Settings, parse_settings
 from mevstack.devnet.anvil import Anvil, free_port
 from mevstack.devnet.deploy import ChainDeployment, deploy_chain
-from mevstack.devnet.rpc import DevnetRpc
+from mevstack.devnet.rpc import DevnetRpc, encode_call
 from mevstack.engine.engine import EngineProcess, running_stack
+from mevstack.execution.deploy import deploy_executor
 from tests.engine.world import chain_entry
 
 CHROMIUM = "/usr/bin/chromium"
@@ -28,6 +37,18 @@ TOKENS = {
     "trader": ("mvt_test_trader_token_for_the_dashboard", ["read", "trade"]),
     "viewer": ("mvt_test_viewer_token_for_the_dashboard", ["read"]),
 }
+PASSWORD_ENV = "MEVSTACK_DASHBOARD_TEST_KEY_PASSWORD"
+WEI = 10**18
+
+
+@dataclass
+class Operator:
+    """The devnet chain's funded operator key (in a keystore) and its deployed executor."""
+
+    account: LocalAccount
+    keystore: Path
+    password: str
+    executor: str
 
 
 @dataclass
@@ -38,6 +59,7 @@ class Stack:
     process: EngineProcess
     dashboard_url: str
     gateway_url: str
+    operator: Operator
 
 
 def _mining(node: Anvil, seconds: int) -> None:
@@ -64,6 +86,31 @@ def second_chain() -> Iterator[tuple[Anvil, ChainDeployment]]:
         yield node, dep
 
 
+@pytest.fixture(scope="module")
+async def operator(
+    dash_chain: tuple[Anvil, ChainDeployment], tmp_path_factory: pytest.TempPathFactory
+) -> Operator:
+    """An operator with gas money and an executor on the dashboard's chain, as the demo sets up."""
+    node, dep = dash_chain
+    account: LocalAccount = Account.create()
+    password = secrets.token_hex(16)
+    keystore = tmp_path_factory.mktemp("dashboard-keys") / "key.json"
+    encrypted = await asyncio.to_thread(Account.encrypt, account.key, password)
+    keystore.write_text(json.dumps(encrypted), encoding="utf-8")
+    with DevnetRpc(node.rpc_url, timeout=60) as rpc:
+        rpc.call("anvil_setBalance", [account.address, hex(100 * WEI)])
+        async with RpcClient(node.rpc_url) as client:
+            executor = await deploy_executor(
+                client, account, owner=dep.deployer, wrapped_native=dep.weth
+            )
+        # inventory for paths that cannot borrow their input (a V3 first hop)
+        deposit = encode_call("deposit()")
+        await asyncio.to_thread(rpc.transact, dep.deployer, dep.weth, deposit, value=100 * WEI)
+        transfer = encode_call("transfer(address,uint256)", executor, 100 * WEI)
+        await asyncio.to_thread(rpc.transact, dep.deployer, dep.weth, transfer)
+    return Operator(account, keystore, password, executor)
+
+
 def distinct_ports(count: int) -> list[int]:
     """Free ports, all different (two free_port calls may hand out the same port)."""
     ports: list[int] = []
@@ -75,13 +122,19 @@ def distinct_ports(count: int) -> list[int]:
 
 
 def stack_settings(
-    node: Anvil, dep: ChainDeployment, state_dir: Path, second: tuple[Anvil, ChainDeployment]
+    node: Anvil,
+    dep: ChainDeployment,
+    state_dir: Path,
+    second: tuple[Anvil, ChainDeployment],
+    operator: Operator,
 ) -> Settings:
     engine, gateway, ws, dashboard = distinct_ports(4)
     origin = f"http://127.0.0.1:{dashboard}"
     return parse_settings(
         {
-            "engine": {"state_dir": str(state_dir)},
+            # live, but trades only on a trader's click: the test decides what is executed
+            "engine": {"state_dir": str(state_dir), "mode": "live", "auto_execute": False},
+            "execution": {"keystore": str(operator.keystore), "password_env": PASSWORD_ENV},
             "database": {"url": f"sqlite:///{state_dir}/mevstack.db"},
             "server": {
                 "host": "127.0.0.1",
@@ -100,7 +153,9 @@ def stack_settings(
                 ]
             },
             "chains": [
-                chain_entry("ethereum", node.rpc_url, dep),
+                chain_entry(
+                    "ethereum", node.rpc_url, dep, executor=operator.executor, confirmations=1
+                ),
                 chain_entry("base", second[0].rpc_url, second[1], block_time=2.0),
             ],
         },
@@ -113,22 +168,29 @@ def stack_settings(
 async def stack(
     dash_chain: tuple[Anvil, ChainDeployment],
     second_chain: tuple[Anvil, ChainDeployment],
+    operator: Operator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     node, dep = dash_chain
     state = tmp_path_factory.mktemp("dashboard-state")
-    settings = stack_settings(node, dep, state, second_chain)
+    settings = stack_settings(node, dep, state, second_chain, operator)
     server = settings.server
-    # `mevstack up`'s stack serves the dashboard itself, as in production.
-    async with running_stack(settings) as process:
-        yield Stack(
-            node,
-            dep,
-            settings,
-            process,
-            f"http://127.0.0.1:{server.dashboard_port}/",
-            f"http://127.0.0.1:{server.gateway_port}",
-        )
+    os.environ[PASSWORD_ENV] = operator.password
+    try:
+        # `mevstack up`'s stack serves the dashboard itself, as in production.
+        async with running_stack(settings) as process:
+            assert process.engine.executions, process.engine.execution_missing
+            yield Stack(
+                node,
+                dep,
+                settings,
+                process,
+                f"http://127.0.0.1:{server.dashboard_port}/",
+                f"http://127.0.0.1:{server.gateway_port}",
+                operator,
+            )
+    finally:
+        os.environ.pop(PASSWORD_ENV, None)
 
 
 @pytest.fixture(scope="module")

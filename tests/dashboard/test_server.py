@@ -118,7 +118,21 @@ async def test_money_is_formatted_exactly_in_the_browser(browser: Browser) -> No
                             f.formatNative("abc"), f.formatGwei("1000000001")];
                 }"""
             )
+            tokens = await page.evaluate(
+                """async () => {
+                    const f = await import("/static/js/format.js");
+                    const known = new Map([
+                        [f.tokenKey("base", "0xAbC"), {decimals: 6, symbol: "USDC"}],
+                        [f.tokenKey("base", "0xdef"), {decimals: 8, symbol: ""}]]);
+                    return [f.formatTokenAmount("-1234567", "base", "0xabc", known),
+                            f.formatTokenAmount("1234567", "ethereum", "0xabc", known),
+                            f.formatTokenAmount("100000000", "base", "0xDEF", known),
+                            f.formatTokenAmount("x", "base", "0xabc", known)];
+                }"""
+            )
         finally:
             await context.close()
     assert shown == [exact_units(int(v), d) for v, d in cases]
     assert bad == ["—", "—", "—", "1.000000001 gwei"]
+    # with the token's decimals and symbol where stated (per chain), else marked base units
+    assert tokens == ["-1.234567 USDC", "1,234,567 base units", "1", "—"]

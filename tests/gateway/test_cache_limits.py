@@ -13,7 +13,6 @@ from mevstack.gateway.ratelimit import (
     MemoryRateLimiter,
     RateLimits,
     limits_from_config,
-    limits_from_env,
 )
 
 
@@ -95,11 +94,7 @@ def test_client_address_believes_only_trusted_proxies() -> None:
         parse_networks(["nope"])
 
 
-def test_limits_come_from_server_config_and_its_env_overrides() -> None:
+def test_limits_come_from_server_config() -> None:
     assert limits_from_config(ServerConfig()) == RateLimits()
     server = ServerConfig(rate_limit_per_token=7, rate_limit_window_s=2.0)
     assert limits_from_config(server) == RateLimits(7, RateLimits().per_address, 2.0)
-    got = limits_from_env({"MEVSTACK_SERVER_RATE_LIMIT_PER_ADDRESS": "5", "OTHER": "x"})
-    assert got == RateLimits(RateLimits().per_token, 5, RateLimits().window_s)
-    with pytest.raises(ConfigError, match=r"server\.rate_limit_per_address"):
-        limits_from_env({"MEVSTACK_SERVER_RATE_LIMIT_PER_ADDRESS": "lots"})

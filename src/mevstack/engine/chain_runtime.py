@@ -18,7 +18,9 @@ book is owned by the runtime so a restarted worker does not forget what was publ
 each change as ``mev.opportunity``, upserts it into the store, and prunes the store on a
 retention policy.  Scan time per block is measured (``scan_times``) and exposed in the agent
 status.  The backrun agent (``backrun_agent``) is fed by a mempool poller instead of blocks.
-Tokens enter the market only after the unsafe-token round trip (``token_safety``).
+Tokens enter the market only after the unsafe-token round trip (``token_safety``).  Every
+opportunity leaves with its start token's symbol and decimals (``token_symbol`` /
+``token_decimals``) from the registry's token metadata, so clients can show token units.
 
 The engine wires three things in: the trading state's blocklist (``blocked_tokens`` /
 ``blocked_pools``: no opportunity through them is published, and :meth:`ChainRuntime.withdraw`
@@ -55,6 +57,7 @@ from mevstack.market.errors import MarketError
 from mevstack.market.pools import KINDS
 from mevstack.market.registry import PoolRegistry
 from mevstack.market.state import PoolStore
+from mevstack.market.tokens import TokenMeta
 from mevstack.store import Store
 from mevstack.strategy.arbitrage import ArbitrageScanner, ChainTerms
 from mevstack.strategy.opportunity import Opportunity
@@ -377,7 +380,7 @@ class ArbitrageWorker:
             ms = (time.perf_counter() - started) * 1000.0
         runtime.scan_times.add(ms, scope is None)
         # the scan process is not told the blocklist; the inline scanner already skipped tokens
-        found = runtime.not_blocked(found)
+        found = runtime.with_token_units(runtime.not_blocked(found))
         changes = runtime.book.update(found, None if scope is None else {a.lower() for a in scope})
         await runtime.emit(changes, block)
         runtime.last_scanned = (block, tick.received_at)
@@ -443,6 +446,8 @@ class ChainRuntime:
         self.blocked_pools: Callable[[], frozenset[str]] = frozenset
         self.opportunity_listeners: list[Callable[[list[Opportunity]], None]] = []
         self.before_block: list[Callable[[StreamItem, PoolStore], Awaitable[None]]] = []
+        # token metadata never changes once read, so a hit is kept for the runtime's life
+        self._token_meta: dict[str, TokenMeta] = {}
 
     def _backrun_agent(self, publish: Publisher | None) -> Agent[MempoolTick]:
         pending = PendingFeed()
@@ -531,6 +536,7 @@ class ChainRuntime:
             *self.not_blocked([o for o in changes if o.status != "expired"]),
             *(o for o in changes if o.status == "expired"),
         ]
+        changes = self.with_token_units(changes)
         docs = [o.to_json() for o in changes]
         for listener in self.opportunity_listeners:
             listener(changes)
@@ -550,6 +556,28 @@ class ChainRuntime:
                 keep_per_chain=self.retention.keep_per_chain,
                 older_than=datetime.now(UTC) - self.retention.max_age,
             )
+
+    def with_token_units(self, found: Sequence[Opportunity]) -> list[Opportunity]:
+        """``found`` with its start token's symbol and decimals wherever the market has read
+        them (the registry reads each token once); unknown tokens stay in base units."""
+        out: list[Opportunity] = []
+        for opportunity in found:
+            meta = None if opportunity.token_decimals is not None else self.token(opportunity.token)
+            if meta is not None:
+                opportunity = replace(
+                    opportunity, token_symbol=meta.symbol or None, token_decimals=meta.decimals
+                )
+            out.append(opportunity)
+        return out
+
+    def token(self, address: str) -> TokenMeta | None:
+        key = address.lower()
+        meta = self._token_meta.get(key)
+        if meta is None:
+            meta = self.market.registry.tokens.get_token(self.config.chain_id, address)
+            if meta is not None:
+                self._token_meta[key] = meta
+        return meta
 
     def not_blocked(self, found: list[Opportunity]) -> list[Opportunity]:
         """``found`` without the opportunities through a blocklisted token or pool."""

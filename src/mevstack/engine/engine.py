@@ -52,7 +52,7 @@ from mevstack.execution.keys import load_operator_account
 from mevstack.execution.lease import RedisLease
 from mevstack.execution.risk import RiskConfigError
 from mevstack.execution.trading_state import TradingState
-from mevstack.gateway.server import build_limiter
+from mevstack.gateway.server import running_gateway
 from mevstack.store import Store
 from mevstack.strategy.opportunity import Opportunity
 
@@ -450,49 +450,33 @@ async def running_stack(
 ) -> AsyncIterator[EngineProcess]:
     """``mevstack up``: engine + gateway (REST) + WebSocket + dashboard in one process, on one
     bus.  A dashboard that cannot be served (not installed) is skipped with a log line."""
-    import os
-
-    from mevstack.gateway.app import Gateway, GatewayOptions
-    from mevstack.gateway.ratelimit import limits_from_env
-    from mevstack.gateway.ws import WsServer
-
     server = settings.server
+    # Checked before the engine starts so a taken port fails fast, not after chain start-up.
     check_port_free(server.host, server.gateway_port, "gateway")
-    check_port_free(server.host, server.ws_port, "websocket")
+    check_port_free(server.host, server.ws_port, "WebSocket")
     dashboard = _dashboard_app(settings)
     if dashboard is not None:
         check_port_free(server.host, server.dashboard_port, "dashboard")
     bus = open_bus(settings.bus.url)
     try:
-        async with running_engine(settings, bus=bus, scan_in_process=scan_in_process) as process:
-            authenticator = build_authenticator(settings, process.engine.store)
-            gateway = Gateway(
-                GatewayOptions(
-                    backends=list(server.backends),
-                    cors_origins=list(server.cors_origins),
-                    limits=limits_from_env(os.environ),
-                ),
-                authenticator,
-                limiter=build_limiter(settings),
-            )
-            ws = WsServer(bus, authenticator, cors_origins=server.cors_origins)
-            await ws.start(server.host, server.ws_port)
+        async with (
+            running_engine(settings, bus=bus, scan_in_process=scan_in_process) as process,
+            running_gateway(settings, bus=bus, store=process.engine.store) as gateway,
+        ):
+            log.info("gateway on http://%s:%d/", server.host, server.gateway_port)
+            log.info("WebSocket on ws://%s:%d", server.host, server.ws_port)
+            # serve() returns when any of these ends, so a dead gateway stops the stack too.
+            process.servers.append(gateway.rest)
+            process.tasks.append(gateway.task)
             try:
-                for app, port, what in (
-                    (gateway.app, server.gateway_port, "gateway"),
-                    (dashboard, server.dashboard_port, "dashboard"),
-                ):
-                    if app is None:
-                        continue
-                    http, task = await _serve_app(app, server.host, port)
+                if dashboard is not None:
+                    http, task = await _serve_app(dashboard, server.host, server.dashboard_port)
                     process.servers.append(http)
                     process.tasks.append(task)
-                    log.info("%s on http://%s:%d/", what, server.host, port)
-                log.info("WebSocket on ws://%s:%d", server.host, server.ws_port)
+                    log.info("dashboard on http://%s:%d/", server.host, server.dashboard_port)
                 yield process
             finally:
                 await _stop_servers(process.servers, process.tasks)
-                await ws.aclose()
     finally:
         await bus.aclose()
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mevstack.config import ServerConfig, parse_settings
+from mevstack.config import ServerConfig
 from mevstack.obs import metrics
 
 log = logging.getLogger(__name__)
@@ -47,19 +47,6 @@ def limits_from_config(server: ServerConfig) -> RateLimits:
     return RateLimits(
         server.rate_limit_per_token, server.rate_limit_per_address, server.rate_limit_window_s
     )
-
-
-def limits_from_env(environ: Mapping[str, str]) -> RateLimits:
-    """Deprecated: only for callers without the settings at hand (``engine.running_stack``).
-
-    Reads the same ``MEVSTACK_SERVER_RATE_LIMIT_*`` overrides through config.py, so the keys and
-    their validation have one definition; use :func:`limits_from_config` instead.
-    """
-    prefix = "MEVSTACK_SERVER_"
-    overrides = {
-        var: value for var, value in environ.items() if var.startswith(prefix + "RATE_LIMIT_")
-    }
-    return limits_from_config(parse_settings({}, source="environment", environ=overrides).server)
 
 
 class RateLimiter(Protocol):

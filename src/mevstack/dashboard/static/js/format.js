@@ -42,15 +42,22 @@ export function formatGwei(value) {
   return text === "—" ? text : text + " gwei";
 }
 
-// A token amount whose decimals the page may not know: exact base units plus the token.
-export function formatTokenAmount(value, token, decimalsByToken) {
-  const decimals = token ? decimalsByToken.get(token.toLowerCase()) : undefined;
-  if (decimals === undefined) {
+// A token amount of `chain`'s `token`, as precise as the page knows it: with the token's decimals
+// and symbol once an opportunity stated them, otherwise exact base units, marked as such.
+export function formatTokenAmount(value, chain, token, tokens) {
+  const meta = chain && token ? tokens.get(tokenKey(chain, token)) : undefined;
+  if (meta === undefined) {
     const big = toBig(value);
     // Decimals unknown: exact base units, marked so nobody reads them as whole tokens.
     return big === null ? "—" : groupThousands(big.toString()) + " base units";
   }
-  return formatUnits(value, decimals);
+  const text = formatUnits(value, meta.decimals);
+  return text === "—" || !meta.symbol ? text : `${text} ${meta.symbol}`;
+}
+
+// Token addresses are per chain: the same address on two chains may be two different tokens.
+export function tokenKey(chain, token) {
+  return `${chain}:${token.toLowerCase()}`;
 }
 
 // For charts only (a chart axis is a picture, not a number anyone acts on).

@@ -13,6 +13,7 @@ import {
   formatNative,
   formatTime,
   formatTokenAmount,
+  tokenKey,
   gweiForChart,
   nativeForChart,
   shortHex,
@@ -145,7 +146,7 @@ const S = {
   dirty: new Set(),
   chartsDirty: false,
   timers: [],
-  decimals: new Map(),
+  tokens: new Map(), // chain:address -> {decimals, symbol}, as the API stated them
   oppChains: new Set(),
   timing: { firstRest: 0, firstEvent: 0 }, // ms since navigation start (benchmarks read it)
 };
@@ -261,9 +262,18 @@ async function pollHealth() {
 
 // --- live events ---------------------------------------------------------------------------
 
+// Decimals are shown only when the API states them (on an opportunity or a trade); otherwise
+// amounts stay in base units. True when the token was not known before.
+function learnToken(x) {
+  if (!x.token || !x.chain || !Number.isInteger(x.token_decimals)) return false;
+  const key = tokenKey(x.chain, x.token);
+  if (S.tokens.has(key)) return false;
+  S.tokens.set(key, { decimals: x.token_decimals, symbol: x.token_symbol || "" });
+  return true;
+}
+
 function upsertOpp(o, liveAt) {
-  // Decimals are shown only when the API states them; otherwise amounts stay in base units.
-  if (o.token && Number.isInteger(o.token_decimals)) S.decimals.set(o.token.toLowerCase(), o.token_decimals);
+  if (learnToken(o)) markDirty("trades"); // trades of this token can now be shown in its units
   const known = S.opps.has(o.id);
   S.oppChains.add(o.chain);
   S.opps.set(o.id, liveAt ? { ...o, _liveAt: liveAt } : o);
@@ -348,11 +358,21 @@ function onEvent(message) {
 }
 
 let tradingTimer = 0;
+let tradingAgain = false;
+// At most one reload per 2 s, yet always one after the latest trade event: an inclusion that
+// lands while a reload is pending moves the day's P&L, which only the trading state reports.
 function throttledTrading() {
-  if (tradingTimer) return;
+  if (tradingTimer) {
+    tradingAgain = true;
+    return;
+  }
   tradingTimer = setTimeout(() => {
     tradingTimer = 0;
     loadTrading();
+    if (tradingAgain) {
+      tradingAgain = false;
+      throttledTrading();
+    }
   }, 2000);
 }
 
@@ -456,7 +476,7 @@ function renderOpps() {
       h("td", {}, o.chain),
       h("td", {}, o.kind),
       h("td", {}, pathText(o)),
-      num(formatTokenAmount(o.amount_in, o.token, S.decimals)),
+      num(formatTokenAmount(o.amount_in, o.chain, o.token, S.tokens)),
       num(formatNative(o.net_profit_wei), sign(o.net_profit_wei)),
       num(o.block_number),
       statusCell(o.status));
@@ -487,7 +507,7 @@ function renderDetail() {
     return;
   }
   box.hidden = false;
-  const tok = (v) => formatTokenAmount(v, o.token, S.decimals);
+  const tok = (v) => formatTokenAmount(v, o.chain, o.token, S.tokens);
   const tagOf = (f) => (EXACT_FIELDS.includes(f) ? "exact" : ESTIMATE_FIELDS.includes(f) ? "estimate" : "");
   const execute = canTrade()
     ? h("button", { id: "execute", class: "danger", onclick: () => executeOpp(o.id) }, "Execute")
@@ -551,6 +571,7 @@ async function executeOpp(id) {
 function renderTrades() {
   const p = S.panels.trades;
   const rows = [...S.trades.values()].sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
+  rows.forEach(learnToken);
   p.renderState(rows.length === 0);
   p.body.replaceChildren(
     rows.length === 0 ? "" : table(
@@ -560,8 +581,8 @@ function renderTrades() {
         h("td", {}, t.chain),
         statusCell(t.status),
         h("td", { class: "hash" }, (t.tx_hashes || []).map(shortHex).join(" ") || "—"),
-        num(formatTokenAmount(t.expected_profit, t.token, S.decimals)),
-        num(t.realized_profit == null ? "pending" : formatTokenAmount(t.realized_profit, t.token, S.decimals)),
+        num(formatTokenAmount(t.expected_profit, t.chain, t.token, S.tokens)),
+        num(t.realized_profit == null ? "pending" : formatTokenAmount(t.realized_profit, t.chain, t.token, S.tokens)),
         num(t.gas_used ?? "—"),
         num(formatNative(t.gas_cost_wei)),
         num(formatNative(t.net_pnl_wei), sign(t.net_pnl_wei)),
@@ -790,7 +811,8 @@ function drawChart(chart, el, names, series, label) {
     width: Math.max(240, el.clientWidth || 400),
     height: 160,
     title: label,
-    scales: { x: { time: true } },
+    // uPlot spans a lone point (a first trade) over 86400 / 1e-3 s, years: a minute each side.
+    scales: { x: { time: true, range: (u, min, max) => (u.data[0].length === 1 ? [u.data[0][0] - 60, u.data[0][0] + 60] : [min, max]) } },
     axes: [
       { stroke: "#8a96a5", grid: { stroke: "#222a33" } },
       { stroke: "#8a96a5", grid: { stroke: "#222a33" }, size: 80, values: tickLabels },
