@@ -339,8 +339,12 @@ async def test_a_reorg_that_re_mines_the_trade_at_the_same_height_is_seen_by_has
     assert outcome.trade is not None and outcome.signed is not None
     trade = await e.tracker.wait(outcome.trade.id)
     assert trade.status == "included" and trade.block_hash is not None
-    # the trade's block is replaced by another at the same height that includes it again
-    s.sync.call("anvil_reorg", [1, [[outcome.signed.raw, 0]]])
+    # the trade's block is replaced by another at the same height that includes it again; a
+    # second transaction makes the new block differ even when it is mined in the same second
+    # (same parent, same txs and same timestamp would give the very same block hash)
+    bystander = s.sync.call("eth_accounts", [])[1]
+    other_tx = {"from": bystander, "to": bystander, "value": "0x0"}
+    s.sync.call("anvil_reorg", [1, [[outcome.signed.raw, 0], [other_tx, 0]]])
     receipt = await s.rpc.request("eth_getTransactionReceipt", [outcome.signed.hash])
     assert int(receipt["blockNumber"], 16) == trade.block_number
     assert receipt["blockHash"].lower() != trade.block_hash
