@@ -1,7 +1,10 @@
 """Engine benchmark: block-to-opportunity latency on a devnet chain at one block per second.
 
-One anvil (chain id 1) with the devnet deployment, interval mining every second and noise
-traders swapping through the real routers several times per block.  The engine runs in this
+One anvil (chain id 1) with the devnet deployment plus ``EXTRA_PAIRS`` more V2 pairs created
+through the real Router02 of both V2 DEXes over ``EXTRA_TOKENS`` fresh ERC-20s (prices
+consistent, so they add indexed cycles and state to follow but no planted opportunity),
+interval mining every second and noise traders swapping through the real routers of the
+original pools several times per block.  The engine runs in this
 process (memory bus, SQLite store) and follows the chain over its WebSocket.  An independent
 observer subscribes to the node's ``newHeads`` and stamps when each head reaches a client; the
 latency of a block is from that stamp to the first ``mev.opportunity`` event carrying that block
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import tempfile
 import threading
 import time
@@ -25,16 +29,101 @@ import websockets
 from bench.result import Result
 from mevstack.bus import MemoryBus
 from mevstack.config import parse_settings
+from mevstack.devnet import artifacts
 from mevstack.devnet.activity import NoiseTraders
 from mevstack.devnet.anvil import Anvil
-from mevstack.devnet.deploy import ChainDeployment, deploy_chain
-from mevstack.devnet.rpc import DevnetRpc
+from mevstack.devnet.deploy import DEADLINE, MAX_UINT256, ChainDeployment, deploy_chain
+from mevstack.devnet.rpc import DevnetRpc, create_address, encode_args, encode_call
 from mevstack.engine.chain_runtime import percentile
 from mevstack.engine.engine import Engine
+from mevstack.errors import DevnetError
 from mevstack.store import Store
 
 BLOCKS = 40
 TRADE_INTERVAL_S = 0.3
+EXTRA_PAIRS = 2_000
+EXTRA_TOKENS = 150
+_SEND_BATCH = 250  # eth_sendTransaction calls per JSON-RPC batch request
+
+
+def _deploy_extra_pairs(rpc_url: str, dep: ChainDeployment) -> int:
+    """Create ``EXTRA_PAIRS`` funded V2 pairs over ``EXTRA_TOKENS`` new tokens; returns the count.
+
+    Every transaction is sent with an explicit nonce and gas limit in batched requests (the
+    addresses follow from the nonces), each batch's receipts checked before the next, as
+    ``deploy_chain`` does.  Each token is paired with WETH on both V2 DEXes; the remaining pairs
+    join random token pairs on a random DEX, all at one consistent price per token.
+    """
+    rng = random.Random(17)
+    with DevnetRpc(rpc_url, timeout=120.0) as rpc:
+        deployer = dep.deployer
+        nonce = int(rpc.call("eth_getTransactionCount", [deployer, "pending"]), 16)
+        txs: list[dict[str, str]] = []
+
+        def send(to: str | None, data: bytes, gas: int, value: int = 0) -> None:
+            nonlocal nonce
+            tx = {"from": deployer, "data": "0x" + data.hex(), "gas": hex(gas),
+                  "nonce": hex(nonce), "value": hex(value)}  # fmt: skip
+            if to is not None:
+                tx["to"] = to
+            txs.append(tx)
+            nonce += 1
+
+        code = artifacts.compile_vyper("erc20").bytecode
+        tokens: list[str] = []
+        for i in range(EXTRA_TOKENS):
+            tokens.append(create_address(deployer, nonce))
+            ctor = encode_args(
+                ["string", "string", "uint8", "uint256"], f"Bench {i}", f"B{i}", 18, 10**40
+            )
+            send(None, code + ctor, 3_000_000)
+        routers = [d.router for d in dep.v2]
+        for token in tokens:
+            for router in routers:
+                send(token, encode_call("approve(address,uint256)", router, MAX_UINT256), 100_000)
+        price = {t: 10 ** rng.uniform(-3, 1) for t in tokens}  # WETH per token
+        price[dep.weth] = 1.0
+        wanted: list[tuple[str, str, str]] = [(r, dep.weth, t) for t in tokens for r in routers]
+        seen = {(r, *sorted((a, b))) for r, a, b in wanted}
+        while len(wanted) < EXTRA_PAIRS:
+            a, b = rng.sample(tokens, 2)
+            router = rng.choice(routers)
+            key = (router, *sorted((a, b)))
+            if key not in seen:
+                seen.add(key)
+                wanted.append((router, a, b))
+        weth_needed = 0
+        adds = []
+        for _, a, b in wanted:
+            value = 10 ** rng.uniform(0, 2.5) * 10**18  # pool depth in WETH per side
+            amount_a, amount_b = int(value / price[a]), int(value / price[b])
+            if a == dep.weth:
+                weth_needed += amount_a
+            sig = "addLiquidity(address,address,uint256,uint256,uint256,uint256,address,uint256)"
+            args = (a, b, amount_a, amount_b, amount_a, amount_b, deployer, DEADLINE)
+            adds.append(encode_call(sig, *args))
+        send(dep.weth, encode_call("deposit()"), 100_000, value=weth_needed)
+        for (router, _, _), data in zip(wanted, adds, strict=True):
+            send(router, data, 4_000_000)
+        for start in range(0, len(txs), _SEND_BATCH):
+            chunk = txs[start : start + _SEND_BATCH]
+            hashes = rpc.batch([("eth_sendTransaction", [tx]) for tx in chunk])
+            _mine_out(rpc, hashes)
+    return len(wanted)
+
+
+def _mine_out(rpc: DevnetRpc, hashes: list[str]) -> None:
+    """Mine what a burst leaves in the pool, then check every receipt.
+
+    Automine mines one gas-limited block per arrival, so a burst can leave transactions
+    pending with nothing arriving to mine them.
+    """
+    deadline = time.monotonic() + 120.0
+    while int(rpc.call("txpool_status")["pending"], 16) > 0:
+        if time.monotonic() > deadline:
+            raise DevnetError("bench deployment transactions stay pending")
+        rpc.call("evm_mine")
+    rpc.wait_receipts(hashes)
 
 
 def _settings(node: Anvil, dep: ChainDeployment, state_dir: Path) -> dict[str, object]:
@@ -137,7 +226,8 @@ async def _measure(
     full, incremental = list(scan.full), list(scan.incremental)
     pools = runtime.status()["pools"]
     note = (
-        f"{mode}: {pools} pools, noise trades ~every {TRADE_INTERVAL_S}s, {len(latencies)} blocks"
+        f"{mode}: {pools} pools ({EXTRA_PAIRS} extra V2 pairs over {EXTRA_TOKENS} tokens), "
+        f"noise trades ~every {TRADE_INTERVAL_S}s, {len(latencies)} blocks"
     )
     results: list[Result] = []
     if latencies:
@@ -164,8 +254,19 @@ async def _measure(
 
 
 def run() -> list[Result]:
-    with tempfile.TemporaryDirectory() as tmp, Anvil(chain_id=1, balance_eth=1_000_000) as node:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Anvil(
+            chain_id=1,
+            balance_eth=1_000_000,
+            # full blocks while the extra pairs deploy must not price the pipeline out
+            extra_args=["--block-base-fee-per-gas", "0"],
+        ) as node,
+    ):
         dep = deploy_chain(node.rpc_url)
+        t0 = time.monotonic()
+        extra = _deploy_extra_pairs(node.rpc_url, dep)
+        print(f"bench_engine: {extra} extra V2 pairs deployed in {time.monotonic() - t0:.1f} s")
         traders = NoiseTraders(node.rpc_url, dep, seed=7)
         traders.setup()
         with DevnetRpc(node.rpc_url) as rpc:

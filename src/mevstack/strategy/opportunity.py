@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any, Literal
 
 from eth_utils.address import to_checksum_address
@@ -116,5 +117,8 @@ class Opportunity:
         }
 
 
+@lru_cache(maxsize=65_536)
 def _checksum(address: str) -> str:
+    # EIP-55 hashes the address each time; the same few thousand pools and tokens recur in every
+    # block's opportunities, so cache it.
     return str(to_checksum_address(address))

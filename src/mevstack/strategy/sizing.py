@@ -7,6 +7,11 @@ The contracts floor at every hop, so the real curve bounds the integer one from 
 integer optimum is searched next to ``x*`` and proven against that bound (``_settle``).  Two-hop
 cycles (the commonest) take a shorter road on bare integers (``_two_v2``): the bound on the
 intermediate amount, ``T``, and a phase landing that reaches it, which proves the optimum.
+Longer all-V2 cycles do the same on the last hop's input (``_multi_v2``): the first hops
+compose into one Möbius map for the bound, the least input for a given ``z`` is a chain of
+ceiling divisions, and the rounding phases (followed as straight lines between wraps when they
+turn slowly, ``_slow_landings``) say which ``z`` to check; the rare cycle left unproven falls
+back to ``_settle``.
 
 Where a V3 hop meets a V2 hop, the float optimum is refined on exact evaluation (``_refine``):
 the V3 hop's current range is itself an exact upper-bounding Möbius map (``PoolModel.bound``),
@@ -248,11 +253,104 @@ def _two_v2_landing(
     return 0
 
 
+def _multi_v2(curves: Sequence[Mobius], cap: int | None) -> tuple[int, list[int]] | None:
+    """The exact integer optimum of three or more V2 hops, proven, on bare integers.
+
+    As in ``_last_hop_phase``, but as the first and only road: with ``G`` the real inverse of
+    the composed first hops and ``R`` the last hop, no input earns more than
+    ``T = max ⌊R(z) − G(z)⌋`` over the last hop's input ``z`` (``_top``, at ``z0``).  The least
+    input delivering ``z`` through the floored hops is a chain of ceiling divisions; landings
+    of the rounding phases near ``z0`` are tried until one earns ``T``, which proves it the
+    optimum.  ``None`` when ``T`` is reached neither in ``_PHASE_TRIES`` landings nor by
+    ``_plateau_walk``, when ``cap`` binds, or when nothing is profitable (the general path
+    then decides).
+    """
+    last = curves[-1]
+    pre = compose(curves[:-1])
+    a_p, b_p, c_p = pre.a, pre.b, pre.c
+    a_k, b_k, c_k = last.a, last.b, last.c
+    found = _top(a_p, b_p, c_p, a_k, b_k, c_k)
+    if found is None:
+        return None
+    z0, top, window = found
+    inverse = [(m.a, m.b, m.c) for m in reversed(curves[:-1])]
+
+    def least(z: int) -> int:
+        for a, b, c in inverse:
+            room = a - c * z
+            if room <= 0:
+                return 0
+            z = -(-(z * b) // room)
+        return z
+
+    x = least(z0)
+    if x <= 0 or a_k * z0 // (b_k + c_k * z0) - x < top:
+        x = 0
+        g_den = a_p - c_p * z0
+        try:
+            phase0 = (z0 * b_p % g_den) / g_den  # frac(G(z0))
+            turn = (a_p * b_p / (g_den * g_den)) % 1.0  # frac(G'(z0))
+        except (OverflowError, ZeroDivisionError):
+            return None
+        if len(curves) == 3:
+            landings = _three_hop_landings(curves, z0, phase0, turn, window)
+        else:
+            landings = _landings(phase0, turn, 1.0 - window)
+        for d in itertools.islice(landings, _PHASE_TRIES):
+            z = z0 + d
+            d_last, d_pre = b_k + c_k * z, a_p - c_p * z
+            if d_pre <= 0 or (a_k * z * d_pre - b_p * z * d_last) // (d_last * d_pre) < top:
+                break  # off the plateau: further landings earn less
+            candidate = least(z)
+            if candidate > 0 and a_k * z // d_last - candidate >= top:
+                x = candidate
+                break
+        if x <= 0:
+            x = _plateau_walk(z0, top, least, a_p, b_p, c_p, a_k, b_k, c_k)
+        if x <= 0:
+            return None
+    if cap is not None and x > cap:
+        return None
+    outs: list[int] = []
+    amount = x
+    for m in curves:
+        amount = m.a * amount // (m.b + m.c * amount)
+        outs.append(amount)
+    return x, outs
+
+
+_PLATEAU_WALK = 8  # z tried on each side of the top when no landing reached T
+
+
+def _plateau_walk(
+    z0: int,
+    top: int,
+    least: Callable[[int], int],
+    a_p: int, b_p: int, c_p: int, a_k: int, b_k: int, c_k: int,
+) -> int:  # fmt: skip
+    """The least input of the nearest ``z`` around ``z0`` earning ``top``, every ``z`` tried
+    while ``⌊P(z)⌋`` stays at ``top`` (small pools, where the plateau is short and the float
+    phases coarse); 0 when none does within ``_PLATEAU_WALK`` a side."""
+    for sign in (1, -1):
+        for k in range(1, _PLATEAU_WALK + 1):
+            z = z0 + sign * k
+            d_last, d_pre = b_k + c_k * z, a_p - c_p * z
+            if z <= 0 or d_pre <= 0:
+                break
+            if (a_k * z * d_pre - b_p * z * d_last) // (d_last * d_pre) < top:
+                break
+            x = least(z)
+            if x > 0 and a_k * z // d_last - x >= top:
+                return x
+    return 0
+
+
 def _exact_closed_form(
-    curves: Sequence[Mobius], m: Mobius, x_star: int, cap: int | None
+    curves: Sequence[Mobius], m: Mobius, x_star: int, cap: int | None, phase_tried: bool = False
 ) -> tuple[int, list[int]] | None:
     """The integer optimum next to ``x*`` for paths of exact Möbius hops (V2), on bare
-    integers: this is the hot path of every all-V2 cycle, so it avoids per-hop objects."""
+    integers, avoiding per-hop objects.  ``phase_tried``: ``_multi_v2`` already searched the
+    last hop's phase landings in vain, so ``_settle`` does not search them again."""
 
     def run(x: int) -> list[int] | None:
         outs: list[int] = []
@@ -278,16 +376,23 @@ def _exact_closed_form(
     outs0 = run(x0)
     if outs0 is None:
         return None
-    best_x, best_outs = x0, outs0
-    if cap is not None and cap <= x_star:
+
+    def capped(x0: int, outs0: list[int]) -> tuple[int, list[int]]:
         # capped below the optimum: profit rises up to the cap; buy the cap's output for less
         x = least(outs0[-1])
         if x is not None and 0 < x < x0:
             outs = run(x)
             if outs is not None and outs[-1] - x >= outs0[-1] - x0:
-                best_x, best_outs = x, outs
-        return best_x, best_outs
-    return _settle(run, curves, m, x_star, best_x, best_outs)
+                return x, outs
+        return x0, outs0
+
+    if cap is not None and cap <= x_star:
+        return capped(x0, outs0)
+    found = _settle(run, curves, m, x_star, x0, outs0, phase_tried)
+    if cap is not None and found[0] > cap:  # the integer optimum lies just past the cap
+        outs_cap = run(cap)
+        return None if outs_cap is None else capped(cap, outs_cap)
+    return found
 
 
 _SETTLE_SCAN_LIMIT = 100_000
@@ -304,13 +409,15 @@ def _settle(
     x_star: int,
     best_x: int,
     best_outs: list[int],
+    phase_tried: bool = False,
 ) -> tuple[int, list[int]]:
     """Reach the integer optimum, or prove the 0.1 % bound.
 
     1. No integer input beats ``U = max(⌊F(x*)⌋ − x*, ⌊F(x*+1)⌋ − x* − 1)`` (the integer path is
        at most the real curve, whose profit is concave): ``x*`` reaching ``U`` is the optimum.
     2. Otherwise a search by the last hop's input (``_last_hop_phase``) tightens the bound to
-       ``T`` and usually reaches it (always, in practice, for two hops).
+       ``T`` and usually reaches it (always, in practice, for two hops); after ``phase_tried``
+       only ``T`` is taken (``_top``), the landings having been searched already.
     3. Otherwise well-spread inputs among those whose real profit is at least the bound (an
        interval: the roots of a quadratic) are tried; reaching it proves the optimum.
     4. Failing that, being within 0.1 % of the bound proves the promise; for tiny profits (one
@@ -320,7 +427,13 @@ def _settle(
     bound = max(m.a * x // (m.b + m.c * x) - x for x in (x_star, x_star + 1))
     if best_profit >= bound:
         return best_x, best_outs
-    best_x, best_outs, bound = _last_hop_phase(run, curves, best_x, best_outs, bound)
+    if phase_tried:
+        pre, last = compose(curves[:-1]), curves[-1]
+        top = _top(pre.a, pre.b, pre.c, last.a, last.b, last.c)
+        if top is not None:
+            bound = min(bound, top[1])
+    else:
+        best_x, best_outs, bound = _last_hop_phase(run, curves, best_x, best_outs, bound)
     best_profit = best_outs[-1] - best_x
     if best_profit >= bound:
         return best_x, best_outs
@@ -463,12 +576,91 @@ def _three_hop_landings(
         return
     if not math.isfinite(slope) or slope <= 0:
         return
+    rate_in = inner_turn if inner_turn <= 0.5 else inner_turn - 1.0
+    rate_out = turn if turn <= 0.5 else turn - 1.0
+    if abs(rate_in) < _SLOW_TURN and abs(rate_out) < _SLOW_TURN:
+        yield from _slow_landings(inner0, rate_in, phase0, rate_out, slope, window)
+        return
     room = window / slope  # the largest inner round-up that can still reach T
-    for d in itertools.islice(_landings(inner0, inner_turn, 1.0 - room), _INNER_LANDINGS):
+    # ``_landings`` of the inner phase, inlined: this loop is the hot spot of three-hop sizing
+    threshold, outer_floor = 1.0 - room, 1.0 - window
+    back = 1.0 - inner_turn
+    d = 0
+    for _ in range(_INNER_LANDINGS):
+        current = (inner0 + (inner_turn * d) % 1.0) % 1.0
+        if current < threshold:
+            if 0.0 < inner_turn < room:  # turning up slowly: jump into the window
+                d += math.ceil((threshold - current) / inner_turn)
+            elif 0.0 < back < room:  # turning down slowly: wrap below 0 into it
+                d += math.floor(current / back) + 1
+            else:
+                for e in range(1, _PHASE_SCAN):
+                    if (current + inner_turn * e) % 1.0 >= threshold:
+                        d += e
+                        break
+                else:
+                    return
+            current = (inner0 + (inner_turn * d) % 1.0) % 1.0
         outer = (phase0 + (turn * d) % 1.0) % 1.0
-        round_up = 1.0 - (inner0 + (inner_turn * d) % 1.0) % 1.0
-        if outer >= 1.0 - window and slope * round_up <= 1.0 - outer:
+        if outer >= outer_floor and slope * (1.0 - current) <= 1.0 - outer:
             yield d
+        d += 1
+
+
+_SLOW_TURN = 0.1  # phases turning less than this per unit of z are followed as straight lines
+# Steps of the straight-line walk: each skips a whole run of failing ``z``, so few are needed;
+# the rare cycle still unproven after them is cheaper settled by ``_settle``'s later stages.
+_SLOW_LANDINGS = 64
+
+
+def _slow_landings(
+    inner0: float, rate_in: float, outer0: float, rate_out: float, slope: float, window: float
+) -> Iterator[int]:
+    """``_three_hop_landings`` when both phases turn slowly (the common case on deep pools).
+
+    Between wraps both phases are linear in ``d``, so the two conditions
+    ``g1 = outer − (1 − window) >= 0`` and ``g2 = 1 − outer − slope·(1 − inner) >= 0`` are too:
+    from a ``d`` that fails, each failing condition keeps failing until its linear crossing or
+    a wrap that lifts it, so the walk jumps to the latest of those instead of stepping through
+    runs of ``d`` that fail (floats: every yield is checked exactly by the caller).
+    """
+    floor_out = 1.0 - window
+    rate_g2 = slope * rate_in - rate_out
+    inner, outer = inner0 % 1.0, outer0 % 1.0
+    d = 0
+    for _ in range(_SLOW_LANDINGS):
+        g1 = outer - floor_out
+        g2 = 1.0 - outer - slope * (1.0 - inner)
+        if g1 >= 0.0 and g2 >= 0.0:
+            yield d
+            step = 1
+        else:
+            # A failing condition keeps failing until its linear crossing or a wrap that
+            # lifts it (the outer phase wrapping up for g1; it wrapping down, or the inner one
+            # up, for g2); wraps the other way only push it further.  Jump to the latest of
+            # those first chances.
+            jump = 0.0
+            if g1 < 0.0:
+                if rate_out > 0.0:
+                    jump = math.floor(-g1 / rate_out)
+                elif rate_out < 0.0:
+                    jump = math.floor(outer / -rate_out) + 1
+                else:
+                    return
+            if g2 < 0.0:
+                chance = math.floor(-g2 / rate_g2) if rate_g2 > 0.0 else math.inf
+                if rate_out > 0.0:
+                    chance = min(chance, math.floor((1.0 - outer) / rate_out) + 1)
+                if rate_in < 0.0:
+                    chance = min(chance, math.floor(inner / -rate_in) + 1)
+                if chance == math.inf:
+                    return
+                jump = max(jump, chance)
+            step = max(1, int(jump))
+        d += step
+        # phases advanced from where they are (drift is harmless: yields are checked exactly)
+        inner = (inner + (rate_in * step) % 1.0) % 1.0
+        outer = (outer + (rate_out * step) % 1.0) % 1.0
 
 
 def _next_landing(phase0: float, turn: float, threshold: float, d: int) -> int | None:
@@ -660,11 +852,18 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
                 return None if value is None else Sized(at, value)
     curves = _curves(legs)
     if curves is not None and all(m.exact for m in curves):
+        multi = _multi_v2(curves, cap) if len(curves) > 2 else None
+        if multi is not None:
+            at = PathEval(multi[0], tuple(multi[1]), (0,) * len(legs))
+            value = net(at)
+            return None if value is None else Sized(at, value)
         composed = compose(curves)
         x_star = mobius_optimum(composed)
         if x_star <= 0:
             return None
-        found = _exact_closed_form(curves, composed, x_star, cap)
+        found = _exact_closed_form(
+            curves, composed, x_star, cap, phase_tried=len(curves) > 2 and cap is None
+        )
         if found is None or found[1][-1] <= found[0]:
             return None
         at = PathEval(found[0], tuple(found[1]), (0,) * len(legs))
