@@ -1,7 +1,7 @@
 """The ``mevstack`` command line: argument parsing and dispatch to the feature packages.
 
 A user mistake (bad config, unreachable node, wrong password) is one line on stderr and a non-zero
-exit, never a traceback.  Commands whose feature is not built yet say so plainly.
+exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,17 +13,13 @@ from pathlib import Path
 
 from mevstack import __version__
 from mevstack.config import DEFAULT_CONFIG_PATH, Settings, load_settings
-from mevstack.errors import MevstackError, NotBuiltError
+from mevstack.errors import MevstackError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
-
-
-def _not_built(feature: str, issue: int) -> NotBuiltError:
-    return NotBuiltError(f"{feature} is not built yet (tracked in issue #{issue})")
 
 
 def cmd_up(args: argparse.Namespace) -> int:

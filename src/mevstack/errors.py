@@ -19,11 +19,5 @@ class ConfigError(MevstackError):
     exit_code = 2
 
 
-class NotBuiltError(MevstackError):
-    """A command whose feature is not implemented yet (said plainly, never faked)."""
-
-    exit_code = 3
-
-
 class DevnetError(MevstackError):
     """The local devnet could not be started or deployed."""

@@ -158,8 +158,13 @@ class DevnetRpc:
         tx: dict[str, Any] = {"from": sender, "data": hexdata(data), "value": hex(value)}
         if to is not None:
             tx["to"] = to
-        if gas is not None:
-            tx["gas"] = hex(gas)
+        if gas is None:
+            # The estimate is taken in the pending block's context; if the block is mined in a
+            # later second, a V2 pair's first swap of that block also writes its price
+            # accumulators (cold SSTOREs the estimate did not see), so leave headroom.
+            estimate = int(self.call("eth_estimateGas", [tx]), 16)
+            gas = estimate * 5 // 4 + 50_000
+        tx["gas"] = hex(gas)
         return str(self.call("eth_sendTransaction", [tx]))
 
     def wait_receipts(
