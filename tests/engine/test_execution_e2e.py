@@ -422,12 +422,19 @@ async def test_two_engines_on_redis_never_both_sign(w: World, tmp_path: Path) ->
         old_epoch = a.lease.epoch
         assert old_epoch is not None
 
-        a.lease.pause_renewal()  # the holder stalls
+        # the gateway routes admin writes to the holder: the kill switch is engaged on a ...
+        await a.patch_trading_state({"kill_switch": True, "reason": "drill on the holder"})
+        a.lease.pause_renewal()  # ... and then the holder stalls
         await wait_until(lambda: b.health()["lease"] is True, 10, "the standby to take over")
         assert b.lease.epoch is not None and b.lease.epoch > old_epoch
         assert a.health()["lease"] is False
         with pytest.raises(NotAvailable):
             await a.execute(opportunity.id, None)
+        # the new holder obeys the kill switch its predecessor was given
+        with pytest.raises(Conflict, match="kill switch"):
+            await b.execute(opportunity.id, None)
+        assert b.executions["ethereum"].submitter.signer.signed == 0
+        await b.patch_trading_state({"kill_switch": False})
         trade = await b.execute(opportunity.id, None)
         assert trade["status"] == "submitted"
         row = b.store.get_trade(trade["id"])

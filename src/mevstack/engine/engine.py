@@ -121,6 +121,9 @@ class Engine(StoreView):
 
     async def _on_lease(self, epoch: int) -> None:
         """A new holder resolves the old holder's in-flight trades before it signs anything."""
+        # The old holder served the admin writes (the gateway routes them to the lease holder):
+        # its kill switch, mode and limits are in the shared store, not yet in our memory.
+        await asyncio.to_thread(self.trading.reload)
         for execution in self.executions.values():
             changed = await execution.tracker.reconcile()
             if changed:
