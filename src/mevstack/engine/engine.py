@@ -307,6 +307,9 @@ class Engine(StoreView):
         }
 
     async def trading_state(self) -> JsonObject:
+        if not self.health().get("lease"):
+            # Admin writes go to the lease holder; a replica without it shows the shared state.
+            await asyncio.to_thread(self.trading.reload)
         return self.trading.snapshot()
 
     async def patch_trading_state(self, changes: JsonObject) -> JsonObject:
