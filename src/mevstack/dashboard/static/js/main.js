@@ -250,7 +250,10 @@ async function pollHealth() {
     const down = S.health.status !== "ok";
     // Recovered: reload what only REST carries. Just failed: reload too, so every panel shows
     // the gateway's last good answer marked stale with its age instead of a silent old value.
-    if (S.healthChecked && wasDown !== down) loadAll();
+    // A panel still showing a cached (stale) answer is retried while the gateway is healthy, so
+    // the banner clears as soon as fresh data exists rather than at the next related event.
+    const anyStale = Object.values(S.panels).some((p) => p.stale);
+    if (S.healthChecked && (wasDown !== down || (!down && anyStale))) loadAll();
   } catch (err) {
     S.health = null;
     S.healthError = err.message;
