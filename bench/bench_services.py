@@ -145,8 +145,8 @@ async def _stack(tmp: Path) -> AsyncIterator[tuple[str, str, int]]:
         **os.environ,
         "PYTHONPATH": str(ROOT),
         # the saturation phase is exactly what a rate limiter exists to refuse
-        "MEVSTACK_RATELIMIT_PER_TOKEN": "1000000000",
-        "MEVSTACK_RATELIMIT_PER_ADDRESS": "1000000000",
+        "MEVSTACK_SERVER_RATE_LIMIT_PER_TOKEN": "1000000000",
+        "MEVSTACK_SERVER_RATE_LIMIT_PER_ADDRESS": "1000000000",
     }
     procs = [
         subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
