@@ -237,10 +237,11 @@ def _publish(path: Path) -> None:
 
 
 async def screenshot(page: Page, name: str, *, publish: bool = False) -> Path:
-    """Save a full-page screenshot (Playwright creates the folder); ``publish`` copies it to
-    ``docs/screenshots/dashboard.png``, the one the README shows."""
+    """Save a full-page screenshot (Playwright creates the folder).  With ``publish`` and
+    ``MEVSTACK_UPDATE_SCREENSHOTS=1`` it is also copied to ``docs/screenshots/dashboard.png``, the
+    one the README shows: a plain test run never rewrites a tracked file."""
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
-    if publish:
+    if publish and os.environ.get("MEVSTACK_UPDATE_SCREENSHOTS") == "1":
         _publish(path)
     return path
