@@ -16,19 +16,11 @@ import pytest
 
 from mevstack.config import load_settings
 from mevstack.devnet.activity import TRADER_ACCOUNTS
-from mevstack.devnet.anvil import free_port, port_in_use
+from mevstack.devnet.anvil import port_in_use
 from mevstack.devnet.rpc import DevnetRpc
+from tests.ports import free_port_block
 
 pytestmark = pytest.mark.slow
-
-
-def _free_block(width: int = 5) -> int:
-    """A base port whose next ``width`` ports are free right now."""
-    for _ in range(50):
-        base = free_port()
-        if base + width < 65535 and not any(port_in_use(base + i) for i in range(width)):
-            return base
-    raise RuntimeError("no block of free ports found")
 
 
 def _devnet(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -76,7 +68,7 @@ def _poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 @pytest.fixture
 def base_port() -> int:
-    return _free_block()
+    return free_port_block(5)
 
 
 def test_devnet_runs_trades_and_stops_on_sigint(tmp_path: Path, base_port: int) -> None:

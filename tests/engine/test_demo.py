@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 
-from mevstack.devnet.anvil import free_port, port_in_use
+from mevstack.devnet.anvil import free_port
 from mevstack.devnet.demo import with_executors
+from tests.ports import free_port_block
 
 EXECUTOR_A = "0x" + "a" * 40
 EXECUTOR_B = "0x" + "b" * 40
@@ -40,15 +41,6 @@ def test_with_executors_adds_one_line_per_chain_and_none_to_dexes() -> None:
     assert sum(line.startswith("executor") for line in out) == 2
 
 
-def _free_pair() -> int:
-    """A base port with the next one free too (the demo's two anvils)."""
-    for _ in range(50):
-        base = free_port()
-        if base < 65000 and not port_in_use(base + 1):
-            return base
-    raise AssertionError("no two consecutive free ports")
-
-
 def _poll(what: str, within: float, probe: Any) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -60,7 +52,7 @@ def _poll(what: str, within: float, probe: Any) -> Any:
 
 
 def test_demo_executes_with_profit_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
-    base = _free_pair()
+    base = free_port_block(2)
     engine, gateway, ws, dashboard = (free_port() for _ in range(4))
     out = tmp_path / "demo.out"
     command = [
