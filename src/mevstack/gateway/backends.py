@@ -108,6 +108,8 @@ class BackendPool:
             answer = await self.client.get(f"{backend.url}/health", timeout=self.timeout)
             body = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
+            # an engine that cannot be reached must not keep advertising its last lease claim
+            backend.holds_lease = False
             backend.record(False, None, type(exc).__name__)
             return
         elapsed = time.perf_counter() - started
