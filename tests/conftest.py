@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
 
 from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment, deploy_chain
+from tests.databases import throwaway_postgres
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +70,17 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
     for name, old in chatty.items():
         logging.getLogger(name).setLevel(old)
+
+
+@pytest.fixture(scope="session")
+def fresh_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    """Makes URLs of new empty databases ('sqlite' or 'postgresql'); PG ones dropped at the end."""
+    with ExitStack() as databases:
+
+        def make(kind: str) -> str:
+            if kind == "sqlite":
+                path = tmp_path_factory.mktemp("db") / f"mevstack_{uuid.uuid4().hex[:16]}.db"
+                return f"sqlite:///{path}"
+            return databases.enter_context(throwaway_postgres())
+
+        yield make

@@ -3,11 +3,8 @@ order in a block), the local bundle relay on it, and stores on SQLite and Postgr
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 
-import psycopg
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -17,7 +14,6 @@ from mevstack.devnet.anvil import Anvil
 from mevstack.store import Store
 from tests.execution_pipeline.relay import LocalRelay
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 # anvil's well-known dev keys (mnemonic "test test ... junk"), accounts 1..4
 DEV_KEYS = [
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
@@ -65,36 +61,12 @@ async def relay(fifo_anvil: Anvil) -> AsyncIterator[LocalRelay]:
         await stand_in.stop()
 
 
-def _pg_admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql.encode())
-
-
-@pytest.fixture(scope="session")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
-    """Makes URLs of new empty databases ('sqlite' or 'postgresql'); PG ones dropped at the end."""
-    created: list[str] = []
-
-    def make(kind: str) -> str:
-        name = f"mevstack_xp_{uuid.uuid4().hex[:16]}"
-        if kind == "sqlite":
-            path: Path = tmp_path_factory.mktemp("xp") / f"{name}.db"
-            return f"sqlite:///{path}"
-        _pg_admin(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        return f"postgresql://postgres@127.0.0.1:5432/{name}"
-
-    yield make
-    for name in created:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_factory(
-    request: pytest.FixtureRequest, store_url: Callable[[str], str]
+    request: pytest.FixtureRequest, fresh_url: Callable[[str], str]
 ) -> Iterator[Callable[[], Store]]:
     """Opens the same fresh database again on each call (a restart), closing all at the end."""
-    url = store_url(request.param)
+    url = fresh_url(request.param)
     opened: list[Store] = []
 
     def open_store() -> Store:
@@ -107,7 +79,7 @@ def store_factory(
 
 
 @pytest.fixture
-def sqlite_store(store_url: Callable[[str], str]) -> Iterator[Store]:
-    store = Store.open(store_url("sqlite"))
+def sqlite_store(fresh_url: Callable[[str], str]) -> Iterator[Store]:
+    store = Store.open(fresh_url("sqlite"))
     yield store
     store.close()

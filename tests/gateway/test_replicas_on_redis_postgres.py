@@ -12,14 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import psycopg
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -33,6 +31,7 @@ from mevstack.devnet.deploy import ChainDeployment
 from mevstack.devnet.rpc import DevnetRpc, encode_call
 from mevstack.execution.deploy import deploy_executor
 from mevstack.store import Store
+from tests.databases import throwaway_postgres
 from tests.engine.world import Trader, chain_entry
 from tests.gateway.conftest import recv_json
 from tests.gateway.test_ws import send
@@ -41,7 +40,6 @@ pytestmark = pytest.mark.slow
 
 WEI = 10**18
 MEVSTACK = [sys.executable, "-m", "mevstack.cli"]
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 # A Redis database of its own: the processes use the default bus namespace and lease name.
 REDIS_URL = "redis://127.0.0.1:6379/12"
 PASSWORD_ENV = "MEVSTACK_REPLICAS_TEST_KEY_PASSWORD"
@@ -101,19 +99,10 @@ async def world(
             assert rpc.call("evm_revert", [snapshot]) is True
 
 
-def _pg_admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql.encode())
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"mevstack_test_{uuid.uuid4().hex[:16]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres() as url:
+        yield url
 
 
 def write_config(tmp_path: Path, w: World, db_url: str, ports: dict[str, int]) -> Path:
