@@ -47,14 +47,19 @@ def unreachable_entry(name: str, chain_id: int, port: int, weth: str) -> dict[st
     }
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML value (inline tables for dicts)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
-    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")
 
 
 def write_config(
@@ -72,13 +77,13 @@ def write_config(
     ]
     if server:
         lines.append("[server]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in server.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in server.items()]
     for chain in chains:
         lines.append("[[chains]]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in chain.items() if k != "dexes"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in chain.items() if k != "dexes"]
         for dex in chain.get("dexes", []):
             lines.append("[[chains.dexes]]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in dex.items()]
+            lines += [f"{k} = {toml_value(v)}" for k, v in dex.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

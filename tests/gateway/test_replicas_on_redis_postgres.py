@@ -32,7 +32,7 @@ from mevstack.devnet.rpc import DevnetRpc, encode_call
 from mevstack.execution.deploy import deploy_executor
 from mevstack.store import Store
 from tests.databases import throwaway_postgres
-from tests.engine.world import Trader, chain_entry
+from tests.engine.world import Trader, chain_entry, toml_value
 from tests.gateway.conftest import recv_json
 from tests.gateway.test_ws import send
 
@@ -45,20 +45,6 @@ REDIS_URL = "redis://127.0.0.1:6379/12"
 PASSWORD_ENV = "MEVSTACK_REPLICAS_TEST_KEY_PASSWORD"
 TRADER_TOKEN = "mvt_" + secrets.token_hex(24)
 T = TypeVar("T")
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML form for {value!r}")
 
 
 @dataclass
