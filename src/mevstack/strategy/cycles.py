@@ -1,8 +1,17 @@
-"""The cycle index: every 2..3-pool cycle from a base token back to it, indexed by pool.
+"""The cycle index: every 2..4-pool cycle from a base token back to it, indexed by pool.
+
+A cycle leaves its base token, passes through intermediate tokens that differ from each other
+and from the base, and returns to the base; its pools are then necessarily distinct.  The same
+pools may form a cycle from each of two base tokens: those are two cycles (different start).
 
 Built once when pools are discovered and extended when pools appear: each cycle is enumerated
 exactly once, when the newest of its pools is added (all its other pools are then already in the
 graph), so adding pools one batch at a time yields the same cycles as building from scratch.
+Per base, the newest pool either touches the base (it is then the first leg, read in the
+orientation that starts with it) or not (then it is the middle leg of a triangle, or the second
+leg of a 4-cycle in the orientation that puts it second rather than third): one search per case,
+so no cycle is found twice from the same base.  4-pool cycles are searched only when
+``max_hops`` is 4, so the 3-hop path pays nothing for them.
 
 A cycle is stored in one orientation only; the screen evaluates both directions (at most one of
 them can be profitable at the margin: their marginal-rate products multiply to at most 1).
@@ -13,7 +22,7 @@ cycles is then a gather and a row sum.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +30,8 @@ import numpy.typing as npt
 
 from mevstack.strategy.pools import PoolKeyLike
 
-MAX_SUPPORTED_HOPS = 3
+MIN_HOPS = 2
+MAX_SUPPORTED_HOPS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +64,12 @@ class CycleIndex:
     """Cycles over a growing pool set, with the pool -> cycles index and the leg-code array."""
 
     def __init__(self, base_tokens: Iterable[str], max_hops: int = 3) -> None:
-        if max_hops < 2:
-            raise ValueError("max_hops must be at least 2")
+        if not MIN_HOPS <= max_hops <= MAX_SUPPORTED_HOPS:
+            raise ValueError(
+                f"max_hops must be between {MIN_HOPS} and {MAX_SUPPORTED_HOPS}, not {max_hops}"
+            )
         self.base_tokens: tuple[str, ...] = tuple(dict.fromkeys(base_tokens))
-        # Longer cycles are not enumerated (yet): they are capped here, and the cap is visible.
-        self.max_hops = min(max_hops, MAX_SUPPORTED_HOPS)
+        self.max_hops = max_hops
         self.pools: list[PoolKey] = []
         # Addresses and tokens are matched case-insensitively (the market keys pools by lower
         # case, the config checksums): lower case inside, as given outside.
@@ -136,6 +147,7 @@ class CycleIndex:
     def _enumerate(self, new: int, t0: str, t1: str) -> None:
         """Every cycle whose newest pool is ``new`` (all others are in the graph already)."""
         adj = self._adj
+        four = self.max_hops >= 4
         for start in self.base_tokens:
             base = start.lower()
             base_adj = adj.get(base, {})
@@ -155,12 +167,66 @@ class CycleIndex:
                     for q2 in middles:
                         for q3 in closing:
                             self._emit(start, [new, q2, q3], [base, other, mid, base])
+                if four:
+                    self._four_from_base(start, base, new, other)
             elif self.max_hops >= 3:
                 # base -q1-> token0 -new-> token1 -q3-> base
                 firsts = base_adj.get(t0)
                 lasts = base_adj.get(t1)
-                if not firsts or not lasts:
+                if firsts and lasts:
+                    for q1 in firsts:
+                        for q3 in lasts:
+                            self._emit(start, [q1, new, q3], [base, t0, t1, base])
+                if four:
+                    # new second, read both ways: base -q1-> a -new-> b -q3-> c -q4-> base
+                    self._four_through(start, base, new, t0, t1)
+                    self._four_through(start, base, new, t1, t0)
+
+    def _four_from_base(self, start: str, base: str, new: int, first: str) -> None:
+        """4-cycles base -new-> first -q2-> second -q3-> third -q4-> base."""
+        adj = self._adj
+        base_adj = adj.get(base, {})
+        for second, q2s in adj.get(first, {}).items():
+            if second == base:
+                continue
+            for third, q3s, q4s in _common(adj[second], base_adj):
+                if third == first:
                     continue
-                for q1 in firsts:
-                    for q3 in lasts:
-                        self._emit(start, [q1, new, q3], [base, t0, t1, base])
+                tokens = [base, first, second, third, base]
+                for q2 in q2s:
+                    for q3 in q3s:
+                        for q4 in q4s:
+                            self._emit(start, [new, q2, q3, q4], tokens)
+
+    def _four_through(self, start: str, base: str, new: int, a: str, b: str) -> None:
+        """4-cycles base -q1-> a -new-> b -q3-> c -q4-> base (``new`` does not touch base)."""
+        adj = self._adj
+        base_adj = adj.get(base, {})
+        firsts = base_adj.get(a)
+        if not firsts:
+            return
+        for c, q3s, q4s in _common(adj.get(b, {}), base_adj):
+            if c == a:
+                continue
+            tokens = [base, a, b, c, base]
+            for q1 in firsts:
+                for q3 in q3s:
+                    for q4 in q4s:
+                        self._emit(start, [q1, new, q3, q4], tokens)
+
+
+def _common(
+    around: dict[str, list[int]], base_adj: dict[str, list[int]]
+) -> Iterator[tuple[str, list[int], list[int]]]:
+    """Tokens next to both a token and the base (never the base itself: no pool joins a token
+    to itself), with the pools to each; walks the smaller neighbourhood, as hubs have many."""
+    if len(around) <= len(base_adj):
+        for token, pools in around.items():
+            closing = base_adj.get(token)
+            if closing:
+                yield token, pools, closing
+    else:
+        for token, closing in base_adj.items():
+            via = around.get(token)
+            if via:
+                yield token, via, closing
