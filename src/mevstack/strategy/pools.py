@@ -197,7 +197,11 @@ class V2Model:
         return (r_out / r_in) * (gamma / FEE_DENOMINATOR_BPS)
 
     def mobius(self, state: V2State, zero_for_one: bool) -> Mobius | None:
-        r_in, r_out = _reserves(state, zero_for_one)
+        # (reserves read inline: this runs for every leg of every sized cycle)
+        if zero_for_one:
+            r_in, r_out = state.reserve0, state.reserve1
+        else:
+            r_in, r_out = state.reserve1, state.reserve0
         if r_in <= 0 or r_out <= 0:
             return None
         gamma = FEE_DENOMINATOR_BPS - state.fee_bps

@@ -32,7 +32,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mevstack.strategy.pools import Mobius, PoolModel, Segment, Trader
 
@@ -55,9 +55,12 @@ class Leg:
     zero_for_one: bool
 
 
-@dataclass(frozen=True, slots=True)
-class PathEval:
-    """A path evaluated exactly for one input: every hop's output and tick crossings."""
+class PathEval(NamedTuple):
+    """A path evaluated exactly for one input: every hop's output and tick crossings.
+
+    (A named tuple rather than a frozen dataclass: one is built per sized cycle, and building
+    a frozen dataclass costs several times more.)
+    """
 
     amount_in: int
     amounts_out: tuple[int, ...]
@@ -76,8 +79,7 @@ class PathEval:
         return sum(self.ticks_crossed)
 
 
-@dataclass(frozen=True, slots=True)
-class Sized:
+class Sized(NamedTuple):
     """The chosen amount: its exact evaluation and the objective (net, in native wei) there."""
 
     path: PathEval
@@ -171,13 +173,13 @@ def _two_v2(first: Mobius, last: Mobius, cap: int | None) -> tuple[int, tuple[in
     """
     a1, b1, c1 = first.a, first.b, first.c
     a2, b2, c2 = last.a, last.b, last.c
-    found = _top(a1, b1, c1, a2, b2, c2)
+    found = _top_parts(a1, b1, c1, a2, b2, c2)
     if found is None:
         return None
-    y0, top, window = found
-    x = -(-(b1 * y0) // (a1 - c1 * y0))
-    if a2 * y0 // (b2 + c2 * y0) - x < top:
-        x = _two_v2_landing(a1, b1, c1, a2, b2, c2, y0, top, window)
+    y0, top, rest, d_g, d_r = found
+    x = -(-(b1 * y0) // d_g)
+    if a2 * y0 // d_r - x < top:
+        x = _two_v2_landing(a1, b1, c1, a2, b2, c2, y0, top, rest / (d_g * d_r), d_r)
     if x <= 0 or (cap is not None and x > cap):
         return None
     y = a1 * x // (b1 + c1 * x)
@@ -187,52 +189,66 @@ def _two_v2(first: Mobius, last: Mobius, cap: int | None) -> tuple[int, tuple[in
 def _top(a1: int, b1: int, c1: int, a2: int, b2: int, c2: int) -> tuple[int, int, float] | None:
     """``(y, T, frac(P(y)))`` at the integer top of ``P(y) = R(y) − G(y)`` (see ``_two_v2``):
     ``R = a2·y/(b2 + c2·y)`` the last hop, ``G = b1·y/(a1 − c1·y)`` the first one's inverse.
+    ``None`` when no input is profitable.
+    """
+    found = _top_parts(a1, b1, c1, a2, b2, c2)
+    if found is None:
+        return None
+    y0, top, rest, d_g, d_r = found
+    return y0, top, rest / (d_g * d_r)
+
+
+def _top_parts(
+    a1: int, b1: int, c1: int, a2: int, b2: int, c2: int
+) -> tuple[int, int, int, int, int] | None:
+    """``_top`` with its working kept for the caller: ``(y, T, rest, d_g, d_r)`` where
+    ``P(y) = T + rest / (d_g·d_r)``, ``d_g = a1 − c1·y`` and ``d_r = b2 + c2·y``.
 
     ``y* = (√(a2·b2)·a1 − √(a1·b1)·b2) / (√(a2·b2)·c1 + √(a1·b1)·c2)``; isqrt's flooring moves
     it by far less than half a unit, so the integer top is ``⌊y*⌋`` or ``⌊y*⌋ + 1`` (the
     brute-force test holds this on small pools, where it matters most).  Over one unit ``P``
     is a parabola to far better than an eighth of a unit, so when ``y*`` is not near a half
-    the integer nearer to it is the top and only that one is evaluated.  ``None`` when no
-    input is profitable.
+    the integer nearer to it is the top and only that one is evaluated.  There is no separate
+    ``a1·a2 > b1·b2`` test: below it ``P <= 0`` everywhere (``R`` under its tangent at 0, ``G``
+    above its own), which a negative ``y*`` or ``T <= 0`` reports.
     """
-    if a1 * a2 <= b1 * b2:
-        return None
     s1, s2 = math.isqrt(a1 * b1), math.isqrt(a2 * b2)
     den_y = s2 * c1 + s1 * c2
     y0, rest = divmod(s2 * a1 - s1 * b2, den_y)
     if y0 < 1:
+        if y0 < 0:
+            return None
         y0, rest = 1, 0
     elif 8 * rest > 5 * den_y:
         y0, rest = y0 + 1, 0
     d_g, d_r = a1 - c1 * y0, b2 + c2 * y0
     if d_g <= 0:
         return None
-    num, den = a2 * y0 * d_g - b1 * y0 * d_r, d_r * d_g
+    top, frac_num = divmod(y0 * (a2 * d_g - b1 * d_r), d_r * d_g)
     if 8 * rest >= 3 * den_y:  # y* near the middle: the other side may be the top
         y = y0 + 1
         d_g1, d_r1 = a1 - c1 * y, b2 + c2 * y
         if d_g1 > 0:
-            num1, den1 = a2 * y * d_g1 - b1 * y * d_r1, d_r1 * d_g1
-            if num1 // den1 > num // den:
-                y0, num, den = y, num1, den1
-    top = num // den
-    return None if top <= 0 else (y0, top, (num % den) / den)
+            top1, frac1 = divmod(y * (a2 * d_g1 - b1 * d_r1), d_r1 * d_g1)
+            if top1 > top:
+                y0, top, frac_num, d_g, d_r = y, top1, frac1, d_g1, d_r1
+    return None if top <= 0 else (y0, top, frac_num, d_g, d_r)
 
 
 def _two_v2_landing(
-    a1: int, b1: int, c1: int, a2: int, b2: int, c2: int, y0: int, top: int, window: float
-) -> int:
+    a1: int, b1: int, c1: int, a2: int, b2: int, c2: int, y0: int, top: int, window: float,
+    d_r: int,
+) -> int:  # fmt: skip
     """The least input of the nearest ``y`` on either side of ``y0`` earning ``top`` (see
-    ``_two_v2``); 0 when none is found within ``_TWO_HOP_LANDINGS`` landings a side."""
-    d_r = b2 + c2 * y0
-    phase0 = 1.0 - (a2 * y0 % d_r) / d_r  # frac(−R(y0)), in (0, 1]
+    ``_two_v2``; ``d_r = b2 + c2·y0``); 0 when none is found within ``_TWO_HOP_LANDINGS``
+    landings a side."""
+    phase0 = (1.0 - (a2 * y0 % d_r) / d_r) % 1.0  # frac(−R(y0))
     try:
-        turn = (-(a2 * b2) / (d_r * d_r)) % 1.0  # frac(−R'): its change per unit of y
+        turn = (-(a2 / d_r) * (b2 / d_r)) % 1.0  # frac(−R'): its change per unit of y
     except OverflowError:  # a slope beyond float range: no phase to follow
         return 0
     # earning ⌊P⌋ needs frac(R) below frac(P), i.e. frac(−R) above 1 − frac(P) (or R whole)
-    threshold = min(1.0 - window, 1.0 - 1e-12)
-    phase0 %= 1.0
+    threshold = 1.0 - window if window > 1e-12 else 1.0 - 1e-12
     for sign, step in ((1, turn), (-1, (1.0 - turn) % 1.0)):
         d: int | None = 1
         for _ in range(_TWO_HOP_LANDINGS):
@@ -399,7 +415,6 @@ _SETTLE_SCAN_LIMIT = 100_000
 _SETTLE_SAMPLES = 32
 _PHASE_TRIES = 6
 _INNER_LANDINGS = 256
-_PHASE_SCAN = 256
 
 
 def _settle(
@@ -582,25 +597,13 @@ def _three_hop_landings(
         yield from _slow_landings(inner0, rate_in, phase0, rate_out, slope, window)
         return
     room = window / slope  # the largest inner round-up that can still reach T
-    # ``_landings`` of the inner phase, inlined: this loop is the hot spot of three-hop sizing
     threshold, outer_floor = 1.0 - room, 1.0 - window
-    back = 1.0 - inner_turn
-    d = 0
+    d: int | None = 0
     for _ in range(_INNER_LANDINGS):
+        d = _next_landing(inner0, inner_turn, threshold, d or 0)
+        if d is None:
+            return
         current = (inner0 + (inner_turn * d) % 1.0) % 1.0
-        if current < threshold:
-            if 0.0 < inner_turn < room:  # turning up slowly: jump into the window
-                d += math.ceil((threshold - current) / inner_turn)
-            elif 0.0 < back < room:  # turning down slowly: wrap below 0 into it
-                d += math.floor(current / back) + 1
-            else:
-                for e in range(1, _PHASE_SCAN):
-                    if (current + inner_turn * e) % 1.0 >= threshold:
-                        d += e
-                        break
-                else:
-                    return
-            current = (inner0 + (inner_turn * d) % 1.0) % 1.0
         outer = (phase0 + (turn * d) % 1.0) % 1.0
         if outer >= outer_floor and slope * (1.0 - current) <= 1.0 - outer:
             yield d
@@ -665,19 +668,58 @@ def _slow_landings(
 
 def _next_landing(phase0: float, turn: float, threshold: float, d: int) -> int | None:
     """The least ``e >= d`` with ``frac(phase0 + turn·e) >= threshold`` (float, then checked)."""
-    width = 1.0 - threshold
     current = (phase0 + (turn * d) % 1.0) % 1.0
     if current >= threshold:
         return d
-    if 0.0 < turn < width:  # turning up slowly: jump straight into the window
+    if 0.0 < turn < 1.0 - threshold:  # turning up slowly: jump straight into the window
         return d + math.ceil((threshold - current) / turn)
-    back = 1.0 - turn
-    if 0.0 < back < width:  # turning down slowly: wrap below 0 into the window
-        return d + math.floor(current / back) + 1
-    for e in range(1, _PHASE_SCAN):
-        if (current + turn * e) % 1.0 >= threshold:
-            return d + e
-    return None
+    found = _first_multiple_in(turn, 1.0, threshold - current, 1.0 - current)
+    return None if found is None else d + found
+
+
+_EUCLID_DEPTH = 48
+
+
+def _first_multiple_in(step: float, modulus: float, low: float, high: float) -> int | None:
+    """The least ``k >= 1`` with ``low <= (step·k) mod modulus < high``, for
+    ``0 < step < modulus`` and ``0 < low < high <= modulus`` (``None`` when floats cannot tell).
+
+    Euclid on the rotation: when no multiple of ``step`` lies in the window before the first
+    wrap, the hit comes after some ``y`` wraps, with ``step·k − modulus·y`` in the window:
+    ``(−modulus·y) mod step`` in ``[low mod step, high mod step)`` (no multiple of ``step`` in
+    the window, so that interval does not wrap).  That is the same question one level down,
+    whose least ``y`` gives the least ``k``; the rotation taken there is ``modulus mod step``
+    or its complement, whichever is smaller (the window mirrored for the former), so the
+    levels shrink like Euclid's: O(log) levels where stepping the phase would take
+    ``1/(high − low)`` steps.  Floats: callers check every landing exactly.
+    """
+    if not 0.0 < step < modulus:
+        return None
+    levels: list[tuple[float, float, float]] = []  # (step, modulus, low) to undo the wraps
+    k = 0
+    for _ in range(_EUCLID_DEPTH):
+        k = math.ceil(low / step)
+        if step * k < high:
+            break
+        levels.append((step, modulus, low))
+        rest = modulus % step
+        low, high = low % step, high % step
+        if low == 0.0:  # the window starts on a multiple of ``step``: no wrap count needed
+            k = 0
+            break
+        if high <= low:
+            return None
+        if rest <= 0.5 * step:  # (modulus·y) mod step in the mirrored window
+            step, modulus, low, high = rest, step, step - high, step - low
+        else:
+            step, modulus = step - rest, step
+        if step <= 0.0 or low <= 0.0:
+            return None
+    else:
+        return None
+    for step, modulus, low in reversed(levels):
+        k = math.ceil((low + modulus * k) / step)
+    return k if k >= 1 else None
 
 
 def _profit_interval(m: Mobius, profit: int) -> tuple[int, int]:
