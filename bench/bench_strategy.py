@@ -178,33 +178,24 @@ def _time_each(
     return (time.perf_counter() - start) / len(cycles), profits
 
 
-_CHUNK = 25  # cycles sized by one side before the other side takes the same ones
-
-
-def _time_interleaved(cycles: list[list[Leg]]) -> tuple[float, float, list[int], list[int]]:
-    """Mean seconds per cycle of ours and of the baseline, and each one's profits.
-
-    The two sides alternate every ``_CHUNK`` cycles on the same cycles: close enough in time
-    that a load spike on this shared machine hits both, while each runs warm as a scanner's
-    loop over its survivors does (alternating every cycle would time each of our few-µs calls
-    right after ~100 µs of SciPy, i.e. cold caches rather than the method).
-    """
-    ours_s = base_s = 0.0
-    ours_p: list[int] = []
-    base_p: list[int] = []
+def _time_both(cycles: list[list[Leg]]) -> tuple[float, float, list[int], list[int]]:
+    """Mean seconds per cycle of ours and of the baseline over the same cycles, and each
+    one's profits: each method sizes the whole set in a loop, as a scanner does its survivors
+    (alternating every cycle instead would time each of our few-µs calls right after ~100 µs
+    of SciPy, i.e. cold caches rather than the method).  Rounds alternate the two (see
+    ``_sizing_results``), so a load spike on this shared machine hits one round of each."""
     clock = time.perf_counter
-    for i in range(0, len(cycles), _CHUNK):
-        chunk = cycles[i : i + _CHUNK]
-        t0 = clock()
-        ours = [_ours(legs) for legs in chunk]
-        t1 = clock()
-        base = [_baseline(legs) for legs in chunk]
-        t2 = clock()
-        ours_s += t1 - t0
-        base_s += t2 - t1
-        ours_p.extend(0 if at is None else at.gross_profit for at in ours)
-        base_p.extend(0 if at is None else at.gross_profit for at in base)
-    return ours_s / len(cycles), base_s / len(cycles), ours_p, base_p
+    t0 = clock()
+    ours = [_ours(legs) for legs in cycles]
+    t1 = clock()
+    base = [_baseline(legs) for legs in cycles]
+    t2 = clock()
+    return (
+        (t1 - t0) / len(cycles),
+        (t2 - t1) / len(cycles),
+        [0 if at is None else at.gross_profit for at in ours],
+        [0 if at is None else at.gross_profit for at in base],
+    )
 
 
 def _sizing_results() -> list[Result]:
@@ -218,9 +209,9 @@ def _sizing_results() -> list[Result]:
     for name, (cycles, target) in sets.items():
         _time_each(_ours, cycles[:10])  # warm caches and imports
         # The machine is shared: keep the median round's ratio.
-        rounds = [_time_interleaved(cycles) for _ in range(3)]
+        rounds = [_time_both(cycles) for _ in range(5)]
         rounds.sort(key=lambda r: r[1] / r[0])
-        ours_t, base_t, ours_p, base_p = rounds[1]
+        ours_t, base_t, ours_p, base_p = rounds[len(rounds) // 2]
         shortfalls = [(b - o, b) for o, b in zip(ours_p, base_p, strict=True) if o < b]
         worse = len(shortfalls)
         short = (

@@ -132,11 +132,12 @@ def mobius_optimum(m: Mobius) -> int:
     return max(0, (math.isqrt(m.a * m.b) - m.b) // m.c)
 
 
-def _curves(legs: Sequence[Leg]) -> list[Mobius] | None:
+def _exact_curves(legs: Sequence[Leg]) -> list[Mobius] | None:
+    """Every leg's swap curve when all of them are exact Möbius maps (V2), else ``None``."""
     curves: list[Mobius] = []
     for leg in legs:
         curve = leg.model.mobius(leg.state, leg.zero_for_one)
-        if curve is None:
+        if curve is None or not curve.exact:
             return None
         curves.append(curve)
     return curves
@@ -178,12 +179,14 @@ def _two_v2(first: Mobius, last: Mobius, cap: int | None) -> tuple[int, tuple[in
         return None
     y0, top, rest, d_g, d_r = found
     x = -(-(b1 * y0) // d_g)
-    if a2 * y0 // d_r - x < top:
+    out0 = a2 * y0 // d_r
+    if out0 - x < top:
         x = _two_v2_landing(a1, b1, c1, a2, b2, c2, y0, top, rest / (d_g * d_r), d_r)
+        y0 = 0
     if x <= 0 or (cap is not None and x > cap):
         return None
     y = a1 * x // (b1 + c1 * x)
-    return x, (y, a2 * y // (b2 + c2 * y))
+    return x, (y, out0 if y == y0 else a2 * y // (b2 + c2 * y))
 
 
 def _top(a1: int, b1: int, c1: int, a2: int, b2: int, c2: int) -> tuple[int, int, float] | None:
@@ -281,18 +284,19 @@ def _multi_v2(curves: Sequence[Mobius], cap: int | None) -> tuple[int, list[int]
     ``_plateau_walk``, when ``cap`` binds, or when nothing is profitable (the general path
     then decides).
     """
-    last = curves[-1]
-    pre = compose(curves[:-1])
-    a_p, b_p, c_p = pre.a, pre.b, pre.c
-    a_k, b_k, c_k = last.a, last.b, last.c
-    found = _top(a_p, b_p, c_p, a_k, b_k, c_k)
+    *firsts, last = curves
+    a_p, b_p, c_p = 1, 1, 0  # the first hops composed (bare integers: this is the hot path)
+    for a, b, c, _ in firsts:
+        a_p, b_p, c_p = a_p * a, b_p * b, b * c_p + c * a_p
+    a_k, b_k, c_k, _ = last
+    found = _top_parts(a_p, b_p, c_p, a_k, b_k, c_k)
     if found is None:
         return None
-    z0, top, window = found
-    inverse = [(m.a, m.b, m.c) for m in reversed(curves[:-1])]
+    z0, top, rest, g_den, d_last = found
+    inverse = firsts[::-1]
 
     def least(z: int) -> int:
-        for a, b, c in inverse:
+        for a, b, c, _ in inverse:
             room = a - c * z
             if room <= 0:
                 return 0
@@ -300,12 +304,13 @@ def _multi_v2(curves: Sequence[Mobius], cap: int | None) -> tuple[int, list[int]
         return z
 
     x = least(z0)
-    if x <= 0 or a_k * z0 // (b_k + c_k * z0) - x < top:
+    if x <= 0 or a_k * z0 // d_last - x < top:
         x = 0
-        g_den = a_p - c_p * z0
         try:
+            window = rest / (g_den * d_last)
             phase0 = (z0 * b_p % g_den) / g_den  # frac(G(z0))
-            turn = (a_p * b_p / (g_den * g_den)) % 1.0  # frac(G'(z0))
+            scale = float(g_den)
+            turn = (float(a_p) / scale * (float(b_p) / scale)) % 1.0  # frac(G'(z0))
         except (OverflowError, ZeroDivisionError):
             return None
         if len(curves) == 3:
@@ -315,7 +320,7 @@ def _multi_v2(curves: Sequence[Mobius], cap: int | None) -> tuple[int, list[int]
         for d in itertools.islice(landings, _PHASE_TRIES):
             z = z0 + d
             d_last, d_pre = b_k + c_k * z, a_p - c_p * z
-            if d_pre <= 0 or (a_k * z * d_pre - b_p * z * d_last) // (d_last * d_pre) < top:
+            if d_pre <= 0 or z * (a_k * d_pre - b_p * d_last) // (d_last * d_pre) < top:
                 break  # off the plateau: further landings earn less
             candidate = least(z)
             if candidate > 0 and a_k * z // d_last - candidate >= top:
@@ -329,8 +334,8 @@ def _multi_v2(curves: Sequence[Mobius], cap: int | None) -> tuple[int, list[int]
         return None
     outs: list[int] = []
     amount = x
-    for m in curves:
-        amount = m.a * amount // (m.b + m.c * amount)
+    for a, b, c, _ in curves:
+        amount = a * amount // (b + c * amount)
         outs.append(amount)
     return x, outs
 
@@ -577,16 +582,18 @@ def _three_hop_landings(
     one (``e`` small) and yield those where the outer one is in its window too (floats; every
     yield is checked exactly by the caller).
     """
-    mid, first = curves[1], curves[0]
-    den_mid = mid.a - mid.c * z0
+    (a1, b1, c1, _), (a2, b2, c2, _) = curves[0], curves[1]
+    den_mid = a2 - c2 * z0
     if den_mid <= 0:
         return
     try:
-        inner0 = (z0 * mid.b % den_mid) / den_mid  # frac(G2(z0))
-        inner_turn = (mid.a * mid.b / (den_mid * den_mid)) % 1.0
-        w0 = z0 * mid.b / den_mid
-        den_first = first.a - first.c * w0
-        slope = first.a * first.b / (den_first * den_first) if den_first > 0 else math.inf
+        inner0 = (z0 * b2 % den_mid) / den_mid  # frac(G2(z0))
+        # the slopes need no exact integers (floats of O(1) values): plain floats are 3x cheaper
+        f_den = float(den_mid)
+        inner_turn = (float(a2) / f_den * (float(b2) / f_den)) % 1.0
+        f_a1 = float(a1)
+        den_first = f_a1 - float(c1) * (float(z0) * float(b2) / f_den)
+        slope = f_a1 / den_first * (float(b1) / den_first) if den_first > 0 else math.inf
     except OverflowError:
         return
     if not math.isfinite(slope) or slope <= 0:
@@ -892,8 +899,8 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
                 at = PathEval(fast[0], fast[1], (0, 0))
                 value = net(at)
                 return None if value is None else Sized(at, value)
-    curves = _curves(legs)
-    if curves is not None and all(m.exact for m in curves):
+    curves = _exact_curves(legs)
+    if curves is not None:
         multi = _multi_v2(curves, cap) if len(curves) > 2 else None
         if multi is not None:
             at = PathEval(multi[0], tuple(multi[1]), (0,) * len(legs))
