@@ -7,7 +7,8 @@ import random
 import pytest
 
 from mevstack.strategy.pools import Mobius, V2Model
-from mevstack.strategy.sizing import Leg, PathEval, _multi_v2, _top, compose, evaluate, optimise
+from mevstack.strategy.sizing import Leg, PathEval, compose, evaluate, optimise
+from mevstack.strategy.sizing.closed_form import multi_v2, profit_top
 from tests.strategy.pools import addr, v2
 
 V2M = V2Model()
@@ -48,14 +49,14 @@ def test_multi_v2_is_the_brute_force_optimum_and_equals_hop_by_hop(hops: int) ->
         best = max(_chain(curves, x) - x for x in range(1, upto))
         pre = compose(curves[:-1])
         last = curves[-1]
-        top = _top(pre.a, pre.b, pre.c, last.a, last.b, last.c)
+        top = profit_top(pre.a, pre.b, pre.c, last.a, last.b, last.c)
         sized = optimise(legs, lambda at: at.gross_profit)
         if best <= 0:
             assert sized is None
             continue
         profitable += 1
         assert top is not None and top[1] >= best
-        found = _multi_v2(curves, None)
+        found = multi_v2(curves, None)
         if found is not None:
             answered += 1
             x, outs = found
@@ -72,13 +73,13 @@ def test_multi_v2_is_the_brute_force_optimum_and_equals_hop_by_hop(hops: int) ->
 def test_multi_v2_respects_the_cap_and_unprofitable_cycles() -> None:
     rng = random.Random(9)
     legs, curves, _ = _cycle(rng, 3, 0)
-    found = _multi_v2(curves, None)
+    found = multi_v2(curves, None)
     assert found is not None
-    assert _multi_v2(curves, found[0] - 1) is None  # the cap binds: the general path decides
+    assert multi_v2(curves, found[0] - 1) is None  # the cap binds: the general path decides
     capped = optimise(legs, lambda at: at.gross_profit, cap=found[0] - 1)
     assert capped is not None and capped.path.amount_in <= found[0] - 1
     flat = [Mobius(997 * 10_000, 1000 * 10_000, 997, True)] * 3  # fees only: never profitable
-    assert _multi_v2(flat, None) is None
+    assert multi_v2(flat, None) is None
 
 
 def test_multi_v2_on_deep_pools_matches_hop_by_hop() -> None:

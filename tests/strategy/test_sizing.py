@@ -15,15 +15,14 @@ from mevstack.strategy.pools import Mobius, V2Model, V3Model
 from mevstack.strategy.sizing import (
     Leg,
     PathEval,
-    _refine_target,
-    _top,
-    _two_v2,
     compose,
     evaluate,
     minimal_input,
     mobius_optimum,
     optimise,
 )
+from mevstack.strategy.sizing.closed_form import profit_top, two_v2
+from mevstack.strategy.sizing.search import refine_target
 from tests.strategy.pools import addr, v2, v3
 
 WETH, TKN, OTHER = addr(1), addr(2), addr(3)
@@ -276,7 +275,7 @@ def test_two_v2_hops_reach_the_brute_force_optimum_exactly(seed: int) -> None:
         last = V2M.mobius(v2(2, TKN, WETH, r * rng.randrange(60, 150) // 100, r), True)
         assert first is not None and last is not None
         best = max(_v2_out(last, _v2_out(first, x)) - x for x in range(1, 2 * r))
-        top = _top(first.a, first.b, first.c, last.a, last.b, last.c)
+        top = profit_top(first.a, first.b, first.c, last.a, last.b, last.c)
         floor_p = [
             (last.a * y * (first.a - first.c * y) - first.b * y * (last.b + last.c * y))
             // ((last.b + last.c * y) * (first.a - first.c * y))
@@ -284,11 +283,11 @@ def test_two_v2_hops_reach_the_brute_force_optimum_exactly(seed: int) -> None:
             if first.a - first.c * y > 0
         ]
         if best <= 0:
-            assert top is None or top[1] <= 0 or _two_v2(first, last, None) is None
+            assert top is None or top[1] <= 0 or two_v2(first, last, None) is None
             continue
         assert top is not None and top[1] >= best  # T bounds every input
         assert top[1] == max(floor_p)  # and is the top of ⌊P⌋ over every integer y
-        found = _two_v2(first, last, None)
+        found = two_v2(first, last, None)
         if found is not None:  # reached T: the optimum, proven
             proven += 1
             x, (y, out) = found
@@ -436,7 +435,7 @@ def test_v2_v3_cycles_reach_their_bound_which_nothing_exceeds(seed: int) -> None
         if sized is None:
             continue
         assert evaluate(legs, sized.path.amount_in) == sized.path
-        target = _refine_target(legs, sized)
+        target = refine_target(legs, sized)
         if target is None:
             continue
         bounded += 1

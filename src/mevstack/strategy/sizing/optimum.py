@@ -1,0 +1,86 @@
+"""``optimise``: the input amount of a path that maximises its net profit, by path shape.
+
+All-V2 paths go to the proven closed forms (``closed_form``), paths through V3 to the
+piecewise walk and exact refinement (``search``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mevstack.strategy.sizing.closed_form import exact_closed_form, multi_v2, two_v2
+from mevstack.strategy.sizing.path import (
+    Leg,
+    NetFn,
+    PathEval,
+    Sized,
+    compose,
+    exact_curves,
+    mobius_optimum,
+)
+from mevstack.strategy.sizing.search import (
+    best_net,
+    gross_search,
+    piecewise,
+    refine,
+    tick_boundaries,
+)
+
+_DEFAULT_SEED = 10**15
+
+
+def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Sized | None:
+    """The input maximising ``net`` (native-wei profit after gas) over exact evaluation.
+
+    ``net`` values a path evaluation (``None``: it cannot be valued); ``cap`` bounds the input.
+    Returns ``None`` when no amount has a positive gross profit.
+    """
+    if cap is not None and cap <= 0:
+        return None
+    if len(legs) == 2:  # the commonest cycle: skip the general bookkeeping
+        first, last = legs
+        m1 = first.model.mobius(first.state, first.zero_for_one)
+        m2 = last.model.mobius(last.state, last.zero_for_one)
+        if m1 is not None and m2 is not None and m1.exact and m2.exact:
+            fast = two_v2(m1, m2, cap)
+            if fast is not None:
+                at = PathEval(fast[0], fast[1], (0, 0))
+                value = net(at)
+                return None if value is None else Sized(at, value)
+    curves = exact_curves(legs)
+    if curves is not None:
+        multi = multi_v2(curves, cap) if len(curves) > 2 else None
+        if multi is not None:
+            at = PathEval(multi[0], tuple(multi[1]), (0,) * len(legs))
+            value = net(at)
+            return None if value is None else Sized(at, value)
+        composed = compose(curves)
+        x_star = mobius_optimum(composed)
+        if x_star <= 0:
+            return None
+        found = exact_closed_form(
+            curves, composed, x_star, cap, phase_tried=len(curves) > 2 and cap is None
+        )
+        if found is None or found[1][-1] <= found[0]:
+            return None
+        at = PathEval(found[0], tuple(found[1]), (0,) * len(legs))
+        value = net(at)
+        return None if value is None else Sized(at, value)
+    seed = _DEFAULT_SEED
+    shape = piecewise(legs, cap)
+    if shape is not None:
+        candidates, complete = shape
+        chosen = best_net(legs, candidates, net)
+        if complete or chosen is None:
+            if chosen is None or chosen.path.gross_profit <= 0:
+                return None
+            return refine(legs, chosen, net, cap)
+        seed = chosen.path.amount_in
+    cache: dict[int, PathEval | None] = {}
+    gross = gross_search(legs, seed, cap, cache)
+    if gross is None:
+        return None
+    chosen = best_net(
+        legs, [c.amount_in for c in [gross, *tick_boundaries(legs, gross, cache)]], net
+    )
+    return None if chosen is None else refine(legs, chosen, net, cap)
