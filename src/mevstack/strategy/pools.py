@@ -205,7 +205,9 @@ class V2Model:
         if r_in <= 0 or r_out <= 0:
             return None
         gamma = FEE_DENOMINATOR_BPS - state.fee_bps
-        return Mobius(gamma * r_out, FEE_DENOMINATOR_BPS * r_in, gamma, True)
+        # tuple.__new__ directly: a named tuple's own __new__ is a Python frame, and this runs
+        # for every leg of every cycle sized
+        return tuple.__new__(Mobius, (gamma * r_out, FEE_DENOMINATOR_BPS * r_in, gamma, True))
 
     def hop_gas(self, state: V2State, ticks_crossed: int) -> int:
         return _state_gas(state, ticks_crossed, V2_HOP_GAS)

@@ -39,8 +39,8 @@ def two_v2(first: Mobius, last: Mobius, cap: int | None) -> tuple[int, tuple[int
     proves the optimum.  ``None`` when it is not reached (the general ``_settle`` takes over),
     when no input is profitable, or when ``cap`` binds.
     """
-    a1, b1, c1 = first.a, first.b, first.c
-    a2, b2, c2 = last.a, last.b, last.c
+    a1, b1, c1, _ = first
+    a2, b2, c2, _ = last
     found = _top_parts(a1, b1, c1, a2, b2, c2)
     if found is None:
         return None
