@@ -185,18 +185,23 @@ def multi_v2(curves: Sequence[Mobius], cap: int | None) -> tuple[int, list[int]]
             turn = (float(a_p) / scale * (float(b_p) / scale)) % 1.0  # frac(G'(z0))
         except (OverflowError, ZeroDivisionError):
             return None
-        if len(curves) == 3:
-            landings = three_hop_landings(curves, z0, phase0, turn, window)
-        else:
-            landings = phase_landings(phase0, turn, 1.0 - window)
-        for d in itertools.islice(landings, _PHASE_TRIES):
-            z = z0 + d
-            d_last, d_pre = b_k + c_k * z, a_p - c_p * z
-            if d_pre <= 0 or z * (a_k * d_pre - b_p * d_last) // (d_last * d_pre) < top:
-                break  # off the plateau: further landings earn less
-            candidate = least(z)
-            if candidate > 0 and a_k * z // d_last - candidate >= top:
-                x = candidate
+        for sign in (1, -1):  # up from z0 first, then down: the plateau spreads both ways
+            if len(curves) == 3:
+                landings = three_hop_landings(curves, z0, phase0, turn, window, sign < 0)
+            else:
+                landings = phase_landings(phase0, turn if sign > 0 else -turn % 1.0, 1 - window)
+            for d in itertools.islice(landings, _PHASE_TRIES):
+                z = z0 + sign * d
+                d_last, d_pre = b_k + c_k * z, a_p - c_p * z
+                if z <= 0 or d_pre <= 0:
+                    break
+                if z * (a_k * d_pre - b_p * d_last) // (d_last * d_pre) < top:
+                    break  # off the plateau: further landings earn less
+                candidate = least(z)
+                if candidate > 0 and a_k * z // d_last - candidate >= top:
+                    x = candidate
+                    break
+            if x > 0:
                 break
         if x <= 0:
             x = _plateau_walk(z0, top, least, a_p, b_p, c_p, a_k, b_k, c_k)

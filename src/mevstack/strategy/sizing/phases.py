@@ -28,9 +28,15 @@ def phase_landings(phase0: float, turn: float, threshold: float) -> Iterator[int
 
 
 def three_hop_landings(
-    curves: Sequence[Mobius], z0: int, phase0: float, turn: float, window: float
+    curves: Sequence[Mobius],
+    z0: int,
+    phase0: float,
+    turn: float,
+    window: float,
+    backwards: bool = False,
 ) -> Iterator[int]:
-    """Offsets of ``z`` where both roundings of a three-hop path's first two hops are cheap.
+    """Offsets ``d >= 0`` of ``z = z0 + d`` (``z0 − d`` when ``backwards``) where both
+    roundings of a three-hop path's first two hops are cheap.
 
     The least input for ``z`` is ``⌈G1(⌈G2(z)⌉)⌉``: with ``A = frac(G1∘G2(z))`` and the inner
     round-up ``e = ⌈G2(z)⌉ − G2(z)``, the bound ``T`` is reached when ``A >= 1 − frac(P)`` and
@@ -47,6 +53,8 @@ def three_hop_landings(
         # the slopes need no exact integers (floats of O(1) values): plain floats are 3x cheaper
         f_den = float(den_mid)
         inner_turn = (float(a2) / f_den * (float(b2) / f_den)) % 1.0
+        if backwards:  # stepping z down turns both phases the other way
+            inner_turn, turn = (-inner_turn) % 1.0, (-turn) % 1.0
         f_a1 = float(a1)
         den_first = f_a1 - float(c1) * (float(z0) * float(b2) / f_den)
         slope = f_a1 / den_first * (float(b1) / den_first) if den_first > 0 else math.inf
@@ -78,7 +86,7 @@ _SLOW_TURN = 0.1  # phases turning less than this per unit of z are followed as 
 
 # Steps of the straight-line walk: each skips a whole run of failing ``z``, so few are needed;
 # the rare cycle still unproven after them is cheaper settled by ``_settle``'s later stages.
-_SLOW_LANDINGS = 64
+_SLOW_LANDINGS = 16
 
 
 def _slow_landings(
@@ -129,6 +137,68 @@ def _slow_landings(
         # phases advanced from where they are (drift is harmless: yields are checked exactly)
         inner = (inner + (rate_in * step) % 1.0) % 1.0
         outer = (outer + (rate_out * step) % 1.0) % 1.0
+    # Still nothing: a narrow window, where runs of failing ``d`` are short and many; the
+    # landings are found band by band instead (O(log) per band, however far they are).
+    yield from _band_landings(inner0, rate_in, outer0, rate_out, slope, window, d)
+
+
+_BAND_TRIES = 64  # candidate bands examined before giving up
+_BAND_SCAN = 64  # steps examined inside one candidate band
+
+
+def _band_landings(
+    inner0: float,
+    rate_in: float,
+    outer0: float,
+    rate_out: float,
+    slope: float,
+    window: float,
+    start: int,
+) -> Iterator[int]:
+    """``_slow_landings`` from ``start`` on, for narrow windows: Euclid over the outer bands.
+
+    With deficits ``u = 1 − outer`` and ``v = 1 − inner`` (turning by ``α = −rate_out`` and
+    ``β = −rate_in`` per step), a landing needs ``slope·v <= u <= window``.  ``u`` is in the
+    window in bands, band ``m`` where ``u0 + α·d − m = s`` runs over ``(0, window]``; there
+    ``v = V_m + ρ·s`` with ``ρ = β/α`` and ``V_m = frac(v0 − ρ·u0 + ρ·m)``: from band to band
+    ``V_m`` rotates by ``ρ``.  A band holds a landing (in real ``d``) only if ``V_m`` lies in
+    an arc around 0, ``[1 − max(ρ, 0)·window, 1) ∪ [0, window·(1/slope − ρ)]`` (the line
+    ``v(s)`` meets the wedge ``slope·v <= s``), widened by a step of each phase for the whole
+    ``d`` and the floats.  The next band whose ``V_m`` is in the arc is a rotation landing
+    (``next_landing``, Euclid), and its few steps are then checked one by one.
+    """
+    alpha, beta = -rate_out, -rate_in
+    if alpha == 0.0:
+        return
+    u0, v0 = 1.0 - outer0 % 1.0, 1.0 - inner0 % 1.0
+    rho = beta / alpha
+    slack = abs(beta) + abs(alpha) / slope + 1e-12
+    before = max(rho, 0.0) * window + slack  # the arc's part below 1 ...
+    after = max(0.0, window * (1.0 / slope - rho)) + slack  # ... and above 0
+    threshold = 1.0 - (before + after)
+    sign = 1 if alpha > 0.0 else -1
+    turn = (rho * sign) % 1.0
+    phase = (v0 - rho * u0 - after) % 1.0  # V_0 shifted so the arc is [threshold, 1)
+    # the first band that ends at or after ``start`` (band ``k`` ends at
+    # ``(k − u0 + window) / α`` when α > 0, and at ``(k + u0) / |α|`` when α < 0)
+    reach = start * abs(alpha) - (window - u0 if alpha > 0.0 else u0)
+    k = max(0, math.ceil(reach))
+    floor_out = 1.0 - window
+    for _ in range(_BAND_TRIES):
+        if threshold > 0.0:
+            found = next_landing(phase, turn, threshold, k)
+            if found is None:
+                return
+            k = found
+        m = sign * k
+        ends = ((m - u0) / alpha, (m - u0 + window) / alpha)
+        first = max(start, math.ceil(min(ends)) - 1)
+        for d in range(first, min(math.floor(max(ends)) + 2, first + _BAND_SCAN)):
+            outer = (outer0 + (rate_out * d) % 1.0) % 1.0
+            inner = (inner0 + (rate_in * d) % 1.0) % 1.0
+            if outer >= floor_out and 1.0 - outer >= slope * (1.0 - inner):
+                yield d
+        k += 1
 
 
 def next_landing(phase0: float, turn: float, threshold: float, d: int) -> int | None:
