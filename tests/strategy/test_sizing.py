@@ -162,8 +162,6 @@ def test_minimal_input_is_least() -> None:
 
 # --- paths through V3: tick crossings cost gas -------------------------------------------------
 
-GAS_PER_TICK_WEI = 20_000 * 10  # what V3_TICK_GAS costs at a gas price of 10 wei
-
 
 def v3_v2_legs(width_ticks: int) -> list[Leg]:
     # WETH < TKN by address: token0 = WETH; price (TKN per WETH) ~1 at tick 0, several narrow

@@ -22,6 +22,14 @@ from mevstack.errors import MevstackError
 HOP_BYTES = 43
 MAX_HOPS = 5
 
+# Gas of an ``execute`` transaction beyond its hops: the 21k intrinsic cost, the calldata without
+# the path, and the contract's own work (role and path checks, start-token balance reads, the
+# profit check, the Executed log).  Each pool kind adds its hop's gas (``GAS_PER_HOP`` of
+# market/pools/uniswap_v2.py, ``GAS_BASE``/``GAS_PER_TICK`` of uniswap_v3.py).  Least-squares fit
+# over 2- and 3-hop V2 and V2+V3 paths on anvil 1.7.1 (tests/execution/test_gas_calibration.py):
+# 36.3k, rounded.  Flash mode costs 3k-6k more than funded mode: within the estimate's margin.
+EXECUTE_TX_BASE_GAS = 36_000
+
 PoolKind = Literal["uniswap_v2", "uniswap_v3"]
 
 

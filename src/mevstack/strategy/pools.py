@@ -16,7 +16,9 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from mevstack.execution.encode import EXECUTE_TX_BASE_GAS
 from mevstack.market.errors import MathRevert
+from mevstack.market.pools import uniswap_v2, uniswap_v3
 from mevstack.market.uniswap_v3.full_math import INT256_MAX, mul_div_rounding_up
 from mevstack.market.uniswap_v3.liquidity_math import add_delta
 from mevstack.market.uniswap_v3.sqrt_price_math import (
@@ -34,14 +36,14 @@ from mevstack.market.uniswap_v3.tick_math import MAX_TICK, MIN_TICK, get_sqrt_ra
 # pool's price are asked for at every quote: remembering them saves a microsecond a quote.
 _sqrt_at_tick = functools.lru_cache(maxsize=16_384)(get_sqrt_ratio_at_tick)
 
-# Gas per hop when a state carries no ``gas_estimate`` of its own (market states do).  Estimates
-# (DESIGN.md: gas is an estimate until included): a V2 pair swap with its token transfer ~60k;
-# a V3 swap ~90k plus ~20k for every initialised tick it crosses.
-V2_HOP_GAS = 60_000
-V3_HOP_GAS = 90_000
-V3_TICK_GAS = 20_000
-# Transaction base cost plus the executor's own work (calls, balance check, profit assertion).
-TX_BASE_GAS = 21_000 + 30_000
+# Gas per hop when a state carries no ``gas_estimate`` of its own (market states do): the same
+# measured figures the market's pool kinds own, never other numbers.  Estimates (DESIGN.md: gas
+# is an estimate until included).
+V2_HOP_GAS = uniswap_v2.GAS_PER_HOP
+V3_HOP_GAS = uniswap_v3.GAS_BASE
+V3_TICK_GAS = uniswap_v3.GAS_PER_TICK
+# The executor transaction's own gas beyond its hops (intrinsic cost, calldata, contract work).
+TX_BASE_GAS = EXECUTE_TX_BASE_GAS
 
 FEE_DENOMINATOR_BPS = 10_000
 

@@ -51,7 +51,10 @@ class GasInputs:
 
 
 def path_gas(legs: Sequence[Leg], ticks_crossed: Sequence[int]) -> int:
-    """Estimated gas of executing the path in one executor transaction."""
+    """Estimated gas of executing the path in one executor transaction: the executor's own
+    ``TX_BASE_GAS`` plus each hop's figure from its pool kind (calibrated against receipts by
+    tests/execution/test_gas_calibration.py, within ±10% in flash and funded mode alike).
+    """
     return TX_BASE_GAS + sum(
         leg.model.hop_gas(leg.state, t) for leg, t in zip(legs, ticks_crossed, strict=True)
     )

@@ -13,9 +13,12 @@ from mevstack.market.errors import DecodeError, InsufficientLiquidity
 from mevstack.market.pools._batch import eth_calls
 from mevstack.market.uniswap_v2 import get_amount_in, get_amount_out
 
-# Gas of one pair swap inside a multi-hop route (transfer out, reserve update, Sync + Swap logs):
-# an estimate, replaced by the receipt's figure once a trade is included.
-GAS_PER_HOP = 60_000
+# Gas one pair swap adds to an executor transaction (cold pair and token slots, the transfer in,
+# reserve and price-accumulator writes, Sync + Swap logs, the hop's 43 calldata bytes and the
+# executor's balance check of its token).  Measured on anvil 1.7.1 with the shipped Uniswap
+# bytecode and our executor (tests/execution/test_gas_calibration.py): 57.9k for a V2 hop,
+# rounded.  An estimate: the receipt's figure replaces it once a trade is included.
+GAS_PER_HOP = 58_000
 
 PAIR_CREATED = abi.topic("PairCreated(address,address,address,uint256)")
 SYNC = abi.topic("Sync(uint112,uint112)")

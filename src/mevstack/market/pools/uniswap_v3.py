@@ -27,9 +27,16 @@ from mevstack.market.uniswap_v3.tick_math import MAX_TICK, MIN_TICK
 
 log = logging.getLogger(__name__)
 
-# Estimates, replaced by receipts once included: a swap in one range, and each initialised tick
-# crossed (its storage writes and the liquidity update).
-GAS_BASE = 80_000
+# Gas one pool swap adds to an executor transaction: a swap within one range (cold pool slots,
+# the swap callback and its transfer, the oracle observation, the hop's calldata) and each
+# initialised tick crossed (three tick-slot writes, the liquidity update; the first crossing of a
+# swap also reads the oracle, ~6k more, folded in here).  Measured on anvil 1.7.1 with the
+# shipped Uniswap bytecode and our executor (tests/execution/test_gas_calibration.py: 67.7k and
+# 23.7k-30k per tick, rounded) on a pool and ticks with a trading history, as on mainnet: a
+# pool's first swap or a tick's first crossing writes zero slots (20k instead of 2.9k each; a
+# pool's first swap measured 17k more).  Estimates: the receipt's figure replaces them once a
+# trade is included.
+GAS_BASE = 67_000
 GAS_PER_TICK = 25_000
 
 POOL_CREATED = abi.topic("PoolCreated(address,address,uint24,int24,address)")
