@@ -22,8 +22,10 @@ cycles is then a gather and a row sum.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -61,7 +63,12 @@ class Cycle:
 
 
 class CycleIndex:
-    """Cycles over a growing pool set, with the pool -> cycles index and the leg-code array."""
+    """Cycles over a growing pool set, with the pool -> cycles index and the leg-code array.
+
+    Stored compactly (a cycle is its row of leg codes, its start token's index, and its id in
+    each of its pools' lists: about 50 bytes for four pools), so that millions of 4-pool cycles
+    fit; ``cycles[i]`` builds the ``Cycle`` when asked.
+    """
 
     def __init__(self, base_tokens: Iterable[str], max_hops: int = 3) -> None:
         if not MIN_HOPS <= max_hops <= MAX_SUPPORTED_HOPS:
@@ -75,19 +82,20 @@ class CycleIndex:
         # case, the config checksums): lower case inside, as given outside.
         self.pool_ids: dict[str, int] = {}  # lower-case address -> pool index
         self._lower: list[tuple[str, str]] = []  # pool index -> lower-case (token0, token1)
-        self.cycles: list[Cycle] = []
-        self.by_pool: list[list[int]] = []
+        self.cycles = CycleList(self)
+        self.by_pool: list[array[int]] = []  # pool index -> ids of the cycles through it
         # token -> neighbour token -> pool indices between them
         self._adj: dict[str, dict[str, list[int]]] = {}
+        self._starts = array("B")  # cycle id -> index of its start in ``base_tokens``
         self._codes = np.zeros((0, self.max_hops), dtype=np.int64)
-        self._pending: list[list[int]] = []
+        self._pending = array("q")  # rows not yet in ``_codes``, ``max_hops`` codes each
 
     def __len__(self) -> int:
-        return len(self.cycles)
+        return len(self._starts)
 
     def add_pools(self, pools: Iterable[PoolKeyLike]) -> int:
         """Add pools not seen before; returns how many new cycles they complete."""
-        before = len(self.cycles)
+        before = len(self)
         for pool in pools:
             address = pool.address.lower()
             t0, t1 = pool.token0.lower(), pool.token1.lower()
@@ -97,11 +105,26 @@ class CycleIndex:
             self.pools.append(PoolKey(pool.address, pool.token0, pool.token1, pool.dex))
             self.pool_ids[address] = index
             self._lower.append((t0, t1))
-            self.by_pool.append([])
+            self.by_pool.append(array("i"))
             self._enumerate(index, t0, t1)
             self._adj.setdefault(t0, {}).setdefault(t1, []).append(index)
             self._adj.setdefault(t1, {}).setdefault(t0, []).append(index)
-        return len(self.cycles) - before
+        return len(self) - before
+
+    def cycle(self, cycle_id: int) -> Cycle:
+        """The cycle with this id, in its stored orientation."""
+        done = len(self._codes)
+        if cycle_id < done:
+            row: Sequence[int] = self._codes[cycle_id].tolist()
+        else:
+            offset = (cycle_id - done) * self.max_hops
+            row = self._pending[offset : offset + self.max_hops]
+        legs = [code for code in row if code >= 0]
+        return Cycle(
+            self.base_tokens[self._starts[cycle_id]],
+            tuple(code >> 1 for code in legs),
+            tuple(code & 1 == 0 for code in legs),
+        )
 
     def cycles_touching(self, addresses: Iterable[str]) -> list[int]:
         """Ids of the cycles that use at least one of these pools (unknown pools are ignored)."""
@@ -123,11 +146,10 @@ class CycleIndex:
         must therefore end in two zeros (see ``rate_table`` in the scanner).
         """
         if self._pending:
-            rows = np.full((len(self._pending), self.max_hops), -1, dtype=np.int64)
-            for i, row in enumerate(self._pending):
-                rows[i, : len(row)] = row
-            self._codes = np.concatenate([self._codes, rows])
-            self._pending = []
+            rows = np.frombuffer(self._pending, dtype=np.int64).reshape(-1, self.max_hops)
+            self._codes = np.concatenate([self._codes, rows])  # a copy: the buffer is released
+            del rows
+            self._pending = array("q")
         return self._codes
 
     def _emit(self, start: str, legs: Sequence[int], tokens: Sequence[str]) -> None:
@@ -135,14 +157,15 @@ class CycleIndex:
         if legs[0] > legs[-1]:
             legs = legs[::-1]
             tokens = tokens[::-1]
-        directions = tuple(tokens[i] == self._lower[legs[i]][0] for i in range(len(legs)))
-        cycle_id = len(self.cycles)
-        self.cycles.append(Cycle(start, tuple(legs), directions))
+        lower = self._lower
+        cycle_id = len(self._starts)
+        self._starts.append(self.base_tokens.index(start))
+        codes = [2 * p + (0 if tokens[i] == lower[p][0] else 1) for i, p in enumerate(legs)]
+        self._pending.extend(codes)
+        if len(codes) < self.max_hops:
+            self._pending.extend([-1] * (self.max_hops - len(codes)))
         for pool in set(legs):
             self.by_pool[pool].append(cycle_id)
-        self._pending.append(
-            [2 * p + (0 if z else 1) for p, z in zip(legs, directions, strict=True)]
-        )
 
     def _enumerate(self, new: int, t0: str, t1: str) -> None:
         """Every cycle whose newest pool is ``new`` (all others are in the graph already)."""
@@ -213,6 +236,29 @@ class CycleIndex:
                 for q3 in q3s:
                     for q4 in q4s:
                         self._emit(start, [q1, new, q3, q4], tokens)
+
+
+class CycleList(Sequence[Cycle]):
+    """``index.cycles``: the index's cycles as a sequence, each built when read."""
+
+    def __init__(self, index: CycleIndex) -> None:
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @overload
+    def __getitem__(self, item: int) -> Cycle: ...
+    @overload
+    def __getitem__(self, item: slice) -> list[Cycle]: ...
+    def __getitem__(self, item: int | slice) -> Cycle | list[Cycle]:
+        if isinstance(item, slice):
+            return [self._index.cycle(i) for i in range(*item.indices(len(self)))]
+        if item < 0:
+            item += len(self)
+        if not 0 <= item < len(self):
+            raise IndexError(f"cycle {item} of {len(self)}")
+        return self._index.cycle(item)
 
 
 def _common(
