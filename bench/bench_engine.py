@@ -11,6 +11,14 @@ latency of a block is from that stamp to the first ``mev.opportunity`` event car
 number (blocks whose trades changed no opportunity publish none and are not counted).  Also
 reported: the arbitrage scan's own wall time per block (incremental and full), which is what
 would have to move to a worker process if it blocked the event loop for long.
+
+The second measurement is the same latency under the full demo load: ``demo_world`` starts what
+``mevstack demo`` starts (five chains at their scaled block times, each with its noise traders,
+executors deployed, live mode with auto-execution) and ``running_stack`` runs the engine,
+gateway, WebSocket and dashboard in this process as ``mevstack up`` does.  One ``newHeads``
+observer per chain stamps heads; per chain, a block's latency is from that stamp to the first
+``mev.opportunity`` of that chain carrying its number.  Blocks are counted over a
+``DEMO_WINDOW_S`` window that opens once every chain's market is built.
 """
 
 from __future__ import annotations
@@ -22,21 +30,27 @@ import random
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import websockets
+from tests.ports import free_port_block
+from tests.waiting import wait_until
 
 from bench.result import Result
 from mevstack.bus import MemoryBus
 from mevstack.config import parse_settings
 from mevstack.devnet import artifacts
 from mevstack.devnet.activity import NoiseTraders
-from mevstack.devnet.anvil import Anvil
+from mevstack.devnet.anvil import Anvil, free_port
+from mevstack.devnet.demo import DemoOptions, DemoWorld, demo_world
 from mevstack.devnet.deploy import DEADLINE, MAX_UINT256, ChainDeployment, deploy_chain
+from mevstack.devnet.network import CHAIN_SPECS
 from mevstack.devnet.rpc import DevnetRpc, create_address, encode_args, encode_call
 from mevstack.engine.chain_runtime import percentile
-from mevstack.engine.engine import Engine
+from mevstack.engine.engine import Engine, running_stack
 from mevstack.errors import DevnetError
+from mevstack.events import EventName
 from mevstack.store import Store
 
 BLOCKS = 40
@@ -44,6 +58,10 @@ TRADE_INTERVAL_S = 0.3
 EXTRA_PAIRS = 2_000
 EXTRA_TOKENS = 150
 _SEND_BATCH = 250  # eth_sendTransaction calls per JSON-RPC batch request
+DEMO_WINDOW_S = 75.0  # heads stamped in this window are counted (ethereum: 3 s blocks)
+DEMO_SETTLE_S = 5.0  # after the last market build, before the window opens
+_DEMO_TAIL_S = 2.0  # heads this close to the window's end may still be in flight
+_TRADE_EVENTS = (EventName.TRADE_SUBMITTED, EventName.TRADE_INCLUDED, EventName.TRADE_FAILED)
 
 
 def _deploy_extra_pairs(rpc_url: str, dep: ChainDeployment) -> int:
@@ -151,7 +169,9 @@ def _settings(node: Anvil, dep: ChainDeployment, state_dir: Path) -> dict[str, o
     }
 
 
-async def _observe_heads(ws_url: str, seen: dict[int, float], enough: asyncio.Event) -> None:
+async def _observe_heads(
+    ws_url: str, seen: dict[int, float], enough: asyncio.Event | None = None
+) -> None:
     async with websockets.connect(ws_url, max_size=None) as ws:
         await ws.send(
             json.dumps(
@@ -163,7 +183,7 @@ async def _observe_heads(ws_url: str, seen: dict[int, float], enough: asyncio.Ev
             if message.get("method") == "eth_subscription":
                 number = int(message["params"]["result"]["number"], 16)
                 seen.setdefault(number, time.monotonic())
-                if len(seen) >= BLOCKS:
+                if enough is not None and len(seen) >= BLOCKS:
                     enough.set()
 
 
@@ -253,7 +273,141 @@ async def _measure(
     return results
 
 
+async def _measure_demo(world: DemoWorld) -> list[Result]:
+    names = [c.spec.name for c in world.chains]
+    heads: dict[str, dict[int, float]] = {n: {} for n in names}
+    first_event: dict[str, dict[int, float]] = {n: {} for n in names}
+    delivered: dict[str, dict[int, float]] = {n: {} for n in names}  # block.new: stream done
+    trades: Counter[str] = Counter()
+    backruns: Counter[str] = Counter()
+    lags: list[float] = []
+    tasks = [
+        asyncio.create_task(_observe_heads(c.anvil.ws_url, heads[c.spec.name]))
+        for c in world.chains
+    ]
+    try:
+        async with running_stack(world.settings) as process:
+            engine = process.engine
+            sub = await engine.bus.subscribe(
+                "bench",
+                events=[EventName.MEV_OPPORTUNITY, EventName.BLOCK_NEW, *_TRADE_EVENTS],
+                maxsize=1_000_000,
+            )
+
+            async def collect() -> None:
+                async for event in sub:
+                    now = time.monotonic()
+                    if event.event is EventName.MEV_OPPORTUNITY and event.chain in first_event:
+                        # a backrun is triggered by a pending transaction, not by the head
+                        if event.data["kind"] != "arbitrage":
+                            backruns[event.chain] += 1
+                            continue
+                        seen = first_event[event.chain]
+                        seen.setdefault(int(event.data["block_number"]), now)
+                    elif event.event is EventName.BLOCK_NEW and event.chain in delivered:
+                        delivered[event.chain].setdefault(int(event.data["number"]), now)
+                    elif event.event in _TRADE_EVENTS:
+                        trades[event.event.value] += 1
+
+            tasks.append(asyncio.create_task(collect()))
+            tasks.append(asyncio.create_task(_loop_lag(lags)))
+            runtimes = engine.runtimes
+            await wait_until(
+                lambda: all(r.market.builds > 0 for r in runtimes.values()),
+                within=300,
+                what="every chain's market built",
+            )
+            await asyncio.sleep(DEMO_SETTLE_S)  # the measurement window's own timing
+            opened, lag_from, trades_before = time.monotonic(), len(lags), Counter(trades)
+            await asyncio.sleep(DEMO_WINDOW_S)
+            closed = time.monotonic()
+            window_lags = lags[lag_from:]
+            window_trades = trades - trades_before
+            execution = (
+                f"mode {engine.trading.mode}, auto_execute "
+                f"{world.settings.engine.auto_execute}, executing on {len(engine.executions)} "
+                f"chains; trades in window: {dict(window_trades) or 'none'}"
+            )
+            scans = {n: list(runtimes[n].scan_times.incremental) for n in names}
+            pools = {n: runtimes[n].status()["pools"] for n in names}
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await task
+    results: list[Result] = []
+    overall: list[float] = []
+    for name in names:
+        blocks = [
+            (n, t)
+            for n, t in sorted(heads[name].items())
+            if opened <= t <= closed - _DEMO_TAIL_S
+            and n in first_event[name]
+            and first_event[name][n] >= t
+        ]
+        counted = [(first_event[name][n] - t) * 1000.0 for n, t in blocks]
+        # where the time goes: the head stream's fetches, then market update + scan + publish
+        stream = [(delivered[name][n] - t) * 1000.0 for n, t in blocks if n in delivered[name]]
+        engine_ms = [
+            (first_event[name][n] - delivered[name][n]) * 1000.0
+            for n, _ in blocks
+            if n in delivered[name]
+        ]
+        in_window = sum(opened <= t <= closed - _DEMO_TAIL_S for t in heads[name].values())
+        overall += counted
+        scan = scans[name]
+        note = (
+            f"{pools[name]} pools; {len(counted)} of {in_window} blocks published an "
+            f"arbitrage opportunity ({backruns[name]} backrun events not counted); "
+            f"head->block.new p50/p99 {_percentile(stream, 0.5):.1f}/"
+            f"{_percentile(stream, 0.99):.1f} ms, block.new->opportunity p50/p99 "
+            f"{_percentile(engine_ms, 0.5):.1f}/{_percentile(engine_ms, 0.99):.1f} ms; "
+            f"incremental scan p50/p99 {_percentile(scan, 0.5):.1f}/"
+            f"{_percentile(scan, 0.99):.1f} ms"
+        )
+        for q, label in ((0.5, "p50"), (0.99, "p99")):
+            value = _percentile(counted, q) if counted else float("nan")
+            results.append(
+                Result(f"demo load block->opportunity {label} ({name})", value, "ms", note=note)
+            )
+    note = (
+        f"{len(names)} chains, {DEMO_WINDOW_S:.0f} s window, {len(overall)} blocks; one-chain "
+        f"target p50 <= 50 ms, p99 <= 200 ms; {execution}"
+    )
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        value = _percentile(overall, q) if overall else float("nan")
+        results.append(
+            Result(f"demo load block->opportunity {label} (all)", value, "ms", note=note)
+        )
+    if window_lags:
+        results.append(Result("demo load event-loop lag p99", _percentile(window_lags, 0.99), "ms"))
+        results.append(Result("demo load event-loop lag max", max(window_lags), "ms"))
+    return results
+
+
+def run_demo_load() -> list[Result]:
+    """Block-to-opportunity latency while the whole five-chain demo runs in this process."""
+    base = free_port_block(len(CHAIN_SPECS))
+    ports = [free_port() for _ in range(4)]
+    with tempfile.TemporaryDirectory() as tmp:
+        options = DemoOptions(
+            state_dir=Path(tmp) / "demo",
+            base_port=base,
+            engine_port=ports[0],
+            gateway_port=ports[1],
+            ws_port=ports[2],
+            dashboard_port=ports[3],
+        )
+        with demo_world(options) as world:
+            return asyncio.run(_measure_demo(world))
+
+
 def run() -> list[Result]:
+    return run_one_chain() + run_demo_load()
+
+
+def run_one_chain() -> list[Result]:
+    """Block-to-opportunity latency on one chain with ``EXTRA_PAIRS`` more pools (the target)."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         Anvil(

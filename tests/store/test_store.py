@@ -142,6 +142,20 @@ def test_opportunity_upsert_list_filters_and_status(store: Store) -> None:
         store.list_opportunities(limit=0)
 
 
+def test_a_batch_of_opportunities_is_validated_first_and_skips_older_sightings(
+    store: Store,
+) -> None:
+    assert store.upsert_opportunity(opportunity(1, block_number=500))
+    batch = [opportunity(1, block_number=499), opportunity(2), opportunity(3)]
+    assert store.upsert_opportunities(batch) == 2  # the older sighting of opp-1 is ignored
+    assert store.get_opportunity("opp-1") == opportunity(1, block_number=500)
+    assert [o["id"] for o in store.list_opportunities()] == ["opp-3", "opp-2", "opp-1"]
+    with pytest.raises(StoreError, match="is not one of"):
+        store.upsert_opportunities([opportunity(4), opportunity(5, kind="sandwich")])
+    assert store.get_opportunity("opp-4") is None  # nothing of a bad batch is written
+    assert store.upsert_opportunities([]) == 0
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

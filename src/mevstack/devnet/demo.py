@@ -6,17 +6,19 @@ engine through this process's environment only), an executor deployed on each ch
 some WETH inventory (for paths that cannot borrow their input), a config in live mode with
 auto-execution, and an admin API token minted into the demo store.  Then ``mevstack up`` runs in
 this process.  Ctrl-C (or SIGTERM) stops the servers, the noise traders and every anvil.
+Everything before the stack is ``demo_world``, so a benchmark can run the same world in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,12 +263,25 @@ async def _run_stack(settings: Settings) -> None:
     await serve(running_stack(settings))
 
 
-def run_demo(options: DemoOptions) -> int:
-    """The whole command (blocking); 0 after a clean stop by Ctrl-C/SIGTERM."""
+@dataclass
+class DemoWorld:
+    """What ``mevstack demo`` runs the stack on: the chains (executors deployed, activity on),
+    the live-mode settings, the admin token and the operator address."""
+
+    devnet: Devnet
+    chains: list[DevnetChain]
+    settings: Settings
+    token: str
+    operator: str
+
+
+@contextlib.contextmanager
+def demo_world(options: DemoOptions) -> Iterator[DemoWorld]:
+    """Start the demo's devnet, executors, config and noise traders (blocking set-up); leaving
+    the block stops the traders and every anvil.  The stack itself is the caller's to run, so a
+    benchmark can run the same world in-process."""
     specs = select_chains(options.chains)
     _check_ports(options)
-    # one INFO line per JSON-RPC request would bury the banner
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     devnet = Devnet(
         specs,
         base_port=options.base_port,
@@ -283,15 +298,28 @@ def run_demo(options: DemoOptions) -> int:
         _say(f"mevstack demo: chains up in {devnet.startup_seconds:.1f} s; deploying executors")
         settings, token, operator = asyncio.run(_prepare(options, chains))
         activity = _start_activity(chains, options.seed)
-        dashboard = f"http://{options.host}:{options.dashboard_port}"
-        _say(banner(dashboard, token, [c.spec.name for c in chains], operator))
-        asyncio.run(_run_stack(settings))
-        _say("mevstack demo: stopped")
-        return 0
-    except KeyboardInterrupt:
-        _say("mevstack demo: interrupted; stopping")
-        return 0
+        yield DemoWorld(devnet, chains, settings, token, operator)
     finally:
         if activity is not None:
             activity.close()
         devnet.stop()
+
+
+def run_demo(options: DemoOptions) -> int:
+    """The whole command (blocking); 0 after a clean stop by Ctrl-C/SIGTERM."""
+    # one INFO line per JSON-RPC request would bury the banner
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        with demo_world(options) as world:
+            try:
+                dashboard = f"http://{options.host}:{options.dashboard_port}"
+                names = [c.spec.name for c in world.chains]
+                _say(banner(dashboard, world.token, names, world.operator))
+                asyncio.run(_run_stack(world.settings))
+                _say("mevstack demo: stopped")
+            except KeyboardInterrupt:
+                _say("mevstack demo: interrupted; stopping")
+        return 0
+    except KeyboardInterrupt:
+        _say("mevstack demo: interrupted; stopping")
+        return 0

@@ -546,7 +546,7 @@ class ChainRuntime:
             for doc in docs:
                 await self._publish(EventName.MEV_OPPORTUNITY, self.name, doc)
         if self.store is not None and docs:
-            await asyncio.to_thread(_upsert_all, self.store, docs)
+            await asyncio.to_thread(self.store.upsert_opportunities, docs)
         self.published += len(docs)
         self._scans_since_prune += 1
         if self.store is not None and self._scans_since_prune >= self.retention.every_blocks:
@@ -630,8 +630,3 @@ class ChainRuntime:
             "scan": self.scan_times.to_json(),
             "strategies_not_running": list(self.skipped_strategies),
         }
-
-
-def _upsert_all(store: Store, docs: list[dict[str, Any]]) -> None:
-    for doc in docs:
-        store.upsert_opportunity(doc)

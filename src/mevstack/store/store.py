@@ -151,12 +151,50 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return moment, trade_id
 
 
+_OPPORTUNITY_COLUMNS = (
+    "id",
+    "chain",
+    "chain_id",
+    "kind",
+    "block_number",
+    "status",
+    "detected_at",
+    "expires_at_block",
+    "net_profit_wei",
+    "document",
+    "updated_at",
+)
+
+
+def _opportunity_row(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The opportunities row of a published Opportunity document, validated."""
+    if not isinstance(document, Mapping):
+        raise StoreError("opportunity: expected a JSON object")
+    opportunity_id = _str_field(document, "id")
+    if len(opportunity_id) > 128:
+        raise StoreError("opportunity id: longer than 128 characters")
+    return {
+        "id": opportunity_id,
+        "chain": _str_field(document, "chain"),
+        "chain_id": _int_field(document, "chain_id"),
+        "kind": _str_field(document, "kind", OPPORTUNITY_KINDS),
+        "block_number": _int_field(document, "block_number"),
+        "status": _str_field(document, "status", OPPORTUNITY_STATUSES),
+        "detected_at": _parse_time(document.get("detected_at"), "detected_at"),
+        "expires_at_block": _int_field(document, "expires_at_block", optional=True),
+        "net_profit_wei": _parse_wei(document.get("net_profit_wei"), "net_profit_wei"),
+        "document": dict(document),
+        "updated_at": _now(),
+    }
+
+
 class Store:
     """One database.  ``Store.open(url)`` migrates it to head; ``close()`` releases the pool."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._opportunity_upsert: Any = None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -196,34 +234,34 @@ class Store:
         A document from an older block than the stored one is ignored (returns False), so a
         late writer can never roll an opportunity back.
         """
-        if not isinstance(document, Mapping):
-            raise StoreError("opportunity: expected a JSON object")
-        opportunity_id = _str_field(document, "id")
-        if len(opportunity_id) > 128:
-            raise StoreError("opportunity id: longer than 128 characters")
-        row = {
-            "id": opportunity_id,
-            "chain": _str_field(document, "chain"),
-            "chain_id": _int_field(document, "chain_id"),
-            "kind": _str_field(document, "kind", OPPORTUNITY_KINDS),
-            "block_number": _int_field(document, "block_number"),
-            "status": _str_field(document, "status", OPPORTUNITY_STATUSES),
-            "detected_at": _parse_time(document.get("detected_at"), "detected_at"),
-            "expires_at_block": _int_field(document, "expires_at_block", optional=True),
-            "net_profit_wei": _parse_wei(document.get("net_profit_wei"), "net_profit_wei"),
-            "document": dict(document),
-            "updated_at": _now(),
-        }
-        stmt = self._insert(t.opportunities).values(row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.opportunities.c.id],
-            set_={k: stmt.excluded[k] for k in row if k != "id"},
-            where=t.opportunities.c.block_number <= stmt.excluded.block_number,
-        )
-        # RETURNING rather than rowcount: drivers disagree on the rowcount of a skipped upsert.
+        return self.upsert_opportunities([document]) == 1
+
+    def upsert_opportunities(self, documents: Iterable[Mapping[str, Any]]) -> int:
+        """:meth:`upsert_opportunity` for a batch in one transaction (one commit, not one per
+        document: a scan publishes several at once); returns how many were written.  Every
+        document is validated before anything is written."""
+        rows = [_opportunity_row(document) for document in documents]
+        if not rows:
+            return 0
+        stmt = self._upsert_opportunity_stmt()
+        written = 0
         with self._begin() as conn:
-            written = conn.execute(stmt.returning(t.opportunities.c.id)).scalar_one_or_none()
-        return written is not None
+            for row in rows:
+                written += conn.execute(stmt, row).scalar_one_or_none() is not None
+        return written
+
+    def _upsert_opportunity_stmt(self) -> Any:
+        # Built once per store and bound per row, so SQLAlchemy compiles it once, not per call.
+        if self._opportunity_upsert is None:
+            stmt = self._insert(t.opportunities)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t.opportunities.c.id],
+                set_={k: stmt.excluded[k] for k in _OPPORTUNITY_COLUMNS if k != "id"},
+                where=t.opportunities.c.block_number <= stmt.excluded.block_number,
+            )
+            # RETURNING rather than rowcount: drivers disagree on the rowcount of a skipped upsert
+            self._opportunity_upsert = stmt.returning(t.opportunities.c.id)
+        return self._opportunity_upsert
 
     def get_opportunity(self, opportunity_id: str) -> dict[str, Any] | None:
         with self._read() as conn:
