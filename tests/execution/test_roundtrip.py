@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import vyper
 
 from mevstack.devnet.rpc import encode_call
@@ -74,3 +76,60 @@ async def test_fee_on_transfer_token_is_unsafe(world: World) -> None:
     assert result.reason == (
         f"buying delivered {result.bought_received} instead of {result.bought_expected}"
     )
+
+
+class _TradeAfterReserves:
+    """The node, with one real trade on the pair mined right after the check has read the
+    pair's reserves: the race a busy chain runs at every block."""
+
+    def __init__(self, world: World, pair: str, symbol: str) -> None:
+        self.world, self.pair, self.symbol = world, pair.lower(), symbol
+        self.traded = False
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        return await self.world.rpc.batch(calls)
+
+    async def request(self, method: str, params: list[Any]) -> Any:
+        answer = await self.world.rpc.request(method, params)
+        call = params[0] if method == "eth_call" else None
+        if (
+            not self.traded
+            and isinstance(call, dict)
+            and str(call.get("to", "")).lower() == self.pair
+            and call.get("data") == "0x0902f1ac"  # getReserves
+        ):
+            self.traded = True
+            self.world.send_from_deployer(
+                next(d.router for d in self.world.d.v2 if d.name == "uniswap-v2"),
+                encode_call(
+                    "swapExactETHForTokens(uint256,address[],address,uint256)",
+                    0,
+                    [self.world.d.weth, self.world.token(self.symbol)],
+                    self.world.d.deployer,
+                    2**40,
+                ),
+                value=5 * WEI,
+            )
+        return answer
+
+
+async def test_a_block_landing_during_the_check_does_not_make_a_sound_token_unsafe(
+    world: World,
+) -> None:
+    """Reserves and both simulations are pinned to the block the check started from: a trade
+    on the pair mined in between changes nothing (read at "latest", the exact buy reverted
+    with UniswapV2: K and USDC was declared unsafe)."""
+    w = world
+    pair = w.d.pool("uniswap-v2", "WETH", "USDC").address
+    node = _TradeAfterReserves(w, pair, "USDC")
+    context = await next_block_context(w.rpc, block_time=1)
+    result = await round_trip_token_check(
+        node,
+        pair=pair,
+        token=w.token("USDC"),
+        wrapped_native=w.d.weth,
+        amount_in=WEI,
+        context=context,
+    )
+    assert node.traded, "the trade was mined during the check"
+    assert result.safe, result.reason

@@ -76,9 +76,13 @@ async def round_trip_token_check(
 ) -> RoundTrip:
     """Buy ``token`` with ``amount_in`` wrapped native on V2 ``pair`` and sell it all back."""
     pair, token, base = (to_checksum_address(a) for a in (pair, token, wrapped_native))
-    raw0 = await rpc.request("eth_call", [{"to": pair, "data": "0x0dfe1681"}, "latest"])
+    # Reserves and simulations all at the context's parent block: read at "latest" instead, a
+    # block landing in between (a trade on this pair) made the exact buy revert with K and a
+    # sound token look unsafe.
+    at = context.parent_tag
+    raw0 = await rpc.request("eth_call", [{"to": pair, "data": "0x0dfe1681"}, at])
     token0 = to_checksum_address("0x" + str(raw0)[-40:])
-    reserves_raw = await rpc.request("eth_call", [{"to": pair, "data": "0x0902f1ac"}, "latest"])
+    reserves_raw = await rpc.request("eth_call", [{"to": pair, "data": "0x0902f1ac"}, at])
     r0, r1, _ = abi_decode(["uint112", "uint112", "uint32"], bytes.fromhex(reserves_raw[2:]))
     base_is_0 = token0 == base
     if not base_is_0 and token0 != token:
@@ -93,7 +97,7 @@ async def round_trip_token_check(
         _tx(pair, encode_call("swap(uint256,uint256,address,bytes)", *buy_out, TRADER, b"")),
         _tx(token, encode_call("balanceOf(address)", TRADER)),
     ]
-    first = await simulate(rpc, buy, context=context, state_overrides=overrides)
+    first = await simulate(rpc, buy, context=context, state_overrides=overrides, on=at)
     for step, call in zip(
         ("wrap", "pay the pair", "buy", "read balance"), first.calls, strict=True
     ):
@@ -124,7 +128,7 @@ async def round_trip_token_check(
         _tx(pair, encode_call("swap(uint256,uint256,address,bytes)", *sell_out, TRADER, b"")),
         _tx(base, encode_call("balanceOf(address)", TRADER)),
     ]
-    second = await simulate(rpc, sell, context=context, state_overrides=overrides)
+    second = await simulate(rpc, sell, context=context, state_overrides=overrides, on=at)
     calls = second.calls
     if not calls[3].success:
         reason = f"selling: transfer to the pair reverted: {calls[3].revert_reason}"

@@ -62,6 +62,11 @@ class BlockContext:
     gas_limit: int
     prev_randao: str = "0x" + "00" * 32
 
+    @property
+    def parent_tag(self) -> str:
+        """The block tag of the state this context's block is built on."""
+        return hex(self.number - 1)
+
     def overrides(self) -> dict[str, str]:
         return {
             "number": hex(self.number),
@@ -224,8 +229,11 @@ async def simulate(
     context: BlockContext,
     watch: Sequence[tuple[str, str]] = (),
     state_overrides: dict[str, Any] | None = None,
+    on: str = "latest",
 ) -> Simulation:
-    """Run ``txs`` in order in the block ``context`` on top of the latest state."""
+    """Run ``txs`` in order in the block ``context`` on top of the state at block tag ``on``
+    (the latest by default; a caller that read state for the transactions pins it to the
+    block it read, ``context.parent_tag``, so that a new block in between cannot change it)."""
     if not txs:
         raise SimulationError("nothing to simulate")
     keys = [_key(t, h) for t, h in watch]
@@ -242,7 +250,7 @@ async def simulate(
     try:
         answer = await rpc.request(
             "eth_simulateV1",
-            [{"blockStateCalls": [block], "validation": False, "traceTransfers": True}, "latest"],
+            [{"blockStateCalls": [block], "validation": False, "traceTransfers": True}, on],
         )
     except RpcError as exc:
         raise SimulationError(f"eth_simulateV1 failed: {exc}") from exc
