@@ -17,6 +17,7 @@ from mevstack.strategy.sizing.path import (
     compose,
     exact_curves,
     mobius_optimum,
+    path_evaluator,
 )
 from mevstack.strategy.sizing.search import (
     best_net,
@@ -67,20 +68,21 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
         value = net(at)
         return None if value is None else Sized(at, value)
     seed = _DEFAULT_SEED
+    path = path_evaluator(legs)
     shape = piecewise(legs, cap)
     if shape is not None:
         candidates, complete = shape
-        chosen = best_net(legs, candidates, net)
+        chosen = best_net(path, candidates, net)
         if complete or chosen is None:
             if chosen is None or chosen.path.gross_profit <= 0:
                 return None
             return refine(legs, chosen, net, cap)
         seed = chosen.path.amount_in
     cache: dict[int, PathEval | None] = {}
-    gross = gross_search(legs, seed, cap, cache)
+    gross = gross_search(path, seed, cap, cache)
     if gross is None:
         return None
     chosen = best_net(
-        legs, [c.amount_in for c in [gross, *tick_boundaries(legs, gross, cache)]], net
+        path, [c.amount_in for c in [gross, *tick_boundaries(path, gross, cache)]], net
     )
     return None if chosen is None else refine(legs, chosen, net, cap)

@@ -77,6 +77,34 @@ def evaluate(legs: Sequence[Leg], amount_in: int) -> PathEval | None:
     return PathEval(amount_in, tuple(outs), tuple(ticks))
 
 
+Evaluator = Callable[[int], PathEval | None]
+"""``evaluate`` of one fixed path, as a function of the input amount."""
+
+
+def path_evaluator(legs: Sequence[Leg]) -> Evaluator:
+    """``evaluate`` for one path at many amounts (the searches): each leg's per-state work is
+    done once (``PoolModel.trader``: a V3 pool's full swap steps are computed once and only the
+    last, partial one per amount), with the same exact results."""
+    traders = [leg.model.trader(leg.state, leg.zero_for_one) for leg in legs]
+
+    def at(amount_in: int) -> PathEval | None:
+        if amount_in <= 0:
+            return None
+        outs: list[int] = []
+        ticks: list[int] = []
+        amount = amount_in
+        for trade in traders:
+            done = trade(amount)
+            if done is None or done[1] <= 0:
+                return None
+            amount = done[1]
+            outs.append(amount)
+            ticks.append(done[2])
+        return PathEval(amount_in, tuple(outs), tuple(ticks))
+
+    return at
+
+
 def minimal_input(legs: Sequence[Leg], amount_out: int) -> int | None:
     """The least input whose exact output through every hop is at least ``amount_out``."""
     needed = amount_out

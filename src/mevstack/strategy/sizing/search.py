@@ -23,11 +23,11 @@ from mevstack.strategy.pools import Segment, Trader
 from mevstack.strategy.sizing.closed_form import profit_top
 from mevstack.strategy.sizing.path import (
     INV_PHI,
+    Evaluator,
     Leg,
     NetFn,
     PathEval,
     Sized,
-    evaluate,
 )
 from mevstack.strategy.sizing.phases import next_landing
 
@@ -55,44 +55,44 @@ def _better(candidate: PathEval | None, best: PathEval | None) -> PathEval | Non
     return best
 
 
-def _profit(legs: Sequence[Leg], x: int, cache: dict[int, PathEval | None]) -> int:
+def _profit(path: Evaluator, x: int, cache: dict[int, PathEval | None]) -> int:
     if x not in cache:
-        cache[x] = evaluate(legs, x)
+        cache[x] = path(x)
     at = cache[x]
     return at.gross_profit if at is not None else -(1 << 255)
 
 
 def gross_search(
-    legs: Sequence[Leg], seed: int, cap: int | None, cache: dict[int, PathEval | None]
+    path: Evaluator, seed: int, cap: int | None, cache: dict[int, PathEval | None]
 ) -> PathEval | None:
     """Golden-section search for the gross optimum over exact evaluation, after bracketing."""
     mid = max(1, seed if cap is None else min(seed, cap))
-    f_mid = _profit(legs, mid, cache)
+    f_mid = _profit(path, mid, cache)
     shrinks = 0
     while f_mid <= 0 and mid > 1 and shrinks < 40:
         mid //= 4
-        f_mid = _profit(legs, max(mid, 1), cache)
+        f_mid = _profit(path, max(mid, 1), cache)
         shrinks += 1
     mid = max(mid, 1)
     if f_mid <= 0:
         return None
     lo = mid // 2
     hi = mid * 2 if cap is None else min(mid * 2, cap)
-    while hi > mid and _profit(legs, hi, cache) > f_mid:
-        lo, mid, f_mid = mid, hi, _profit(legs, hi, cache)
+    while hi > mid and _profit(path, hi, cache) > f_mid:
+        lo, mid, f_mid = mid, hi, _profit(path, hi, cache)
         hi = mid * 2 if cap is None else min(mid * 2, cap)
     # unimodal on [lo, hi] with f(mid) at least f(lo) and f(hi)
     x1 = hi - int((hi - lo) * INV_PHI)
     x2 = lo + int((hi - lo) * INV_PHI)
     while hi - lo > max(3, int(hi * _GOLDEN_REL_TOL)):
-        if _profit(legs, x1, cache) >= _profit(legs, x2, cache):
+        if _profit(path, x1, cache) >= _profit(path, x2, cache):
             hi = x2
         else:
             lo = x1
         x1 = hi - int((hi - lo) * INV_PHI)
         x2 = lo + int((hi - lo) * INV_PHI)
     for x in (lo, x1, x2, hi) if hi - lo > 3 else range(lo, hi + 1):
-        _profit(legs, x, cache)
+        _profit(path, x, cache)
     best: PathEval | None = None
     for at in cache.values():
         best = _better(at, best)
@@ -100,7 +100,7 @@ def gross_search(
 
 
 def tick_boundaries(
-    legs: Sequence[Leg], top: PathEval, cache: dict[int, PathEval | None]
+    path: Evaluator, top: PathEval, cache: dict[int, PathEval | None]
 ) -> list[PathEval]:
     """For each tick count below ``top``'s, (about) the largest input that crosses fewer ticks."""
     found: list[PathEval] = []
@@ -109,7 +109,7 @@ def tick_boundaries(
         lo = 0
         while hi - lo > max(1, hi >> _BOUNDARY_REL_SHIFT):
             mid = (lo + hi) // 2
-            _profit(legs, mid, cache)
+            _profit(path, mid, cache)
             at = cache[mid]
             if at is not None and at.total_ticks < ticks:
                 lo = mid
@@ -117,7 +117,7 @@ def tick_boundaries(
                 hi = mid
         if lo <= 0:
             break
-        _profit(legs, lo, cache)
+        _profit(path, lo, cache)
         below = cache[lo]
         if below is None:
             break
@@ -193,10 +193,10 @@ def _compose_floats(pieces: Sequence[Segment]) -> tuple[float, float, float]:
     return a, b, c
 
 
-def best_net(legs: Sequence[Leg], amounts: Sequence[int], net: NetFn) -> Sized | None:
+def best_net(path: Evaluator, amounts: Sequence[int], net: NetFn) -> Sized | None:
     chosen: Sized | None = None
     for amount in dict.fromkeys(amounts):
-        at = evaluate(legs, amount)
+        at = path(amount)
         if at is None or at.gross_profit <= 0:
             continue
         value = net(at)
