@@ -93,14 +93,21 @@ def settings_for(
     auto: bool,
     exploits: bool = False,
     webhook: str | None = None,
+    strategies: tuple[str, ...] = ("arbitrage",),
 ) -> Settings:
+    entry = chain_entry(
+        "ethereum",
+        w.node.rpc_url,
+        w.dep,
+        executor=w.executor,
+        confirmations=1,
+        strategies=list(strategies),
+    )
     raw: dict[str, Any] = {
         "engine": {"state_dir": str(tmp), "mode": mode, "auto_execute": auto},
         "database": {"url": f"sqlite:///{tmp}/mevstack.db"},
         "execution": {"keystore": str(w.keystore), "password_env": PASSWORD_ENV},
-        "chains": [
-            chain_entry("ethereum", w.node.rpc_url, w.dep, executor=w.executor, confirmations=1)
-        ],
+        "chains": [entry],
     }
     if exploits:
         raw["exploits"] = {"block_ttl_seconds": 600}
@@ -120,8 +127,15 @@ class Running:
 async def running(
     request: pytest.FixtureRequest, w: World, tmp_path: Path
 ) -> AsyncIterator[Running]:
-    mode, auto = request.param
-    settings = settings_for(w, tmp_path, mode=mode, auto=auto, exploits=True)
+    mode, auto, *strategies = request.param  # strategies: the chain's, arbitrage by default
+    settings = settings_for(
+        w,
+        tmp_path,
+        mode=mode,
+        auto=auto,
+        exploits=True,
+        strategies=tuple(strategies or ["arbitrage"]),
+    )
     bus = MemoryBus()
     store = Store.open(settings.database.url)
     events: list[Event] = []
@@ -351,6 +365,117 @@ async def test_kill_switch_stops_a_pending_auto_execution_then_auto_executes(
     trade = next(t for t in r.engine.store.list_trades().items if t.status == "included")
     assert trade.realized_profit is not None and trade.realized_profit > 0
     assert weth_of(w, w.executor) - before == trade.realized_profit
+
+
+def send_victim(w: World, weth_in: int) -> str:
+    """A WETH→USDC buy on uniswap-v2 through the real Router02, left pending (automine off):
+    it leaves USDC dear there versus sushi-v2, which its backrun takes."""
+    router = next(d.router for d in w.dep.v2 if d.name == "uniswap-v2")
+    path = [w.dep.weth, w.dep.token("USDC").address]
+    swap = encode_call(
+        "swapExactETHForTokens(uint256,address[],address,uint256)", 0, path, w.dep.deployer, 2**40
+    )
+    tx = {
+        "from": w.dep.deployer,
+        "to": router,
+        "data": "0x" + swap.hex(),
+        "value": hex(weth_in),
+        "gas": hex(400_000),
+        "maxFeePerGas": hex(500 * 10**9),
+        "maxPriorityFeePerGas": hex(50 * 10**9),
+    }
+    return str(w.rpc.call("eth_sendTransaction", [tx])).lower()
+
+
+# backrun only: no arbitrage strategy runs, so nothing else competes for the auto turn
+@pytest.mark.parametrize("running", [("live", True, "backrun")], indirect=True)
+async def test_auto_execution_backruns_a_pending_victim_right_behind_it(
+    running: Running, w: World
+) -> None:
+    r = running
+    runtime = r.engine.runtimes["ethereum"]
+    execution = r.engine.executions["ethereum"]
+    uni = w.dep.pool("uniswap-v2", "WETH", "USDC").address
+    sushi = w.dep.pool("sushi-v2", "WETH", "USDC").address
+
+    def market_ready() -> bool:
+        pools = runtime.market.pools
+        return (
+            pools is not None
+            and pools.head is not None
+            and pools.info(uni) is not None
+            and pools.info(sushi) is not None
+            and runtime.services.heads.tracker.last is not None
+        )
+
+    await wait_until(market_ready, 30, "the market with both WETH/USDC pairs")
+    before = weth_of(w, w.executor)
+    w.rpc.call("evm_setAutomine", [False])
+    try:
+        victim = send_victim(w, 100 * WEI)
+
+        def backrun() -> dict[str, Any] | None:
+            for e in r.events:
+                d = e.data
+                if (
+                    e.event.value == "mev.opportunity"
+                    and d["kind"] == "backrun"
+                    and str(d["trigger_tx"]).lower() == victim
+                    and d["status"] == "detected"
+                ):
+                    return d
+            return None
+
+        def submitted() -> Trade | None:
+            found = backrun()
+            if found is None:
+                return None
+            for trade in r.engine.store.list_trades(chain="ethereum").items:
+                if trade.opportunity_id == found["id"] and trade.status == "submitted":
+                    return trade
+            return None
+
+        try:
+            await wait_until(lambda: submitted() is not None, 20, "the backrun auto-executed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; refusals: {execution.refusals}") from None
+        found, trade = backrun(), submitted()
+        assert found is not None and trade is not None
+        assert trade.route == "public" and execution.submitter.signer.signed == 1
+        ours = trade.tx_hashes[-1]
+        sent = w.rpc.call("eth_getTransactionByHash", [ours])
+        assert sent["blockNumber"] is None  # waits in the mempool behind its trigger
+        assert int(sent["maxPriorityFeePerGas"], 16) <= 50 * 10**9
+        w.rpc.call("evm_mine", [])
+    finally:
+        w.rpc.call("evm_setAutomine", [True])
+    store = r.engine.store
+
+    def included() -> bool:
+        row = store.get_trade(trade.id)
+        return row is not None and row.status == "included"
+
+    await wait_until(included, 30, "the backrun to be included")
+    row = store.get_trade(trade.id)
+    assert row is not None and row.block_number is not None and row.realized_profit is not None
+    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
+    assert [h.lower() for h in block["transactions"]] == [victim, ours.lower()]
+    assert row.realized_profit > 0 and row.realized_profit == row.expected_profit
+    assert weth_of(w, w.executor) - before == row.realized_profit
+    assert row.token_symbol == "WETH" and row.token_decimals == 18
+
+    # the mined trigger withdraws its backrun, which is not tried again
+    def withdrawn() -> bool:
+        return any(
+            e.event.value == "mev.opportunity"
+            and e.data["id"] == found["id"]
+            and e.data["status"] == "expired"
+            for e in r.events
+        )
+
+    await wait_until(withdrawn, 15, "the backrun to be withdrawn")
+    assert [t.id for t in store.list_trades(chain="ethereum").items] == [trade.id]
+    assert execution.submitter.signer.signed == 1
 
 
 @pytest.mark.parametrize("running", [("live", False)], indirect=True)

@@ -13,7 +13,11 @@ is checked when its turn comes, so a kill switch stops a pending auto-execution)
 
 A backrun's plan carries its trigger, read from the node when its turn comes
 (:mod:`mevstack.execution.trigger`): a trigger no longer pending is the refusal.  Auto-execution
-takes arbitrages only; backruns are executed on request.
+takes backruns as well as arbitrages: a backrun is offered while its trigger is pending and
+withdrawn (published ``expired``) once it is mined, dropped or replaced; one that is picked in
+the meantime is refused by the trigger check, never sent alone.  After a trade, whatever was
+priced on the market before the trade's block is dropped (the trade moved it; an arbitrage and
+a backrun through the same pools conflict), and what was priced on the new market stays.
 
 Only the lease holder signs: the Signer and the Pipeline check the lease before every signature
 and send, and a replica that acquires the lease reconciles every chain's in-flight trades first.
@@ -390,7 +394,12 @@ class ChainExecution:
         """A newly detected opportunity, for auto-execution (live mode, auto_execute on)."""
         if self.state.mode != "live" or not self.state.auto_execute:
             return
-        if opportunity.kind != "arbitrage" or opportunity.status != "detected":
+        if opportunity.status != "detected":
+            return
+        if opportunity.kind == "backrun":
+            if not opportunity.trigger_tx:
+                return  # nothing to land behind
+        elif opportunity.kind != "arbitrage":
             return
         if opportunity.token.lower() != self.config.wrapped_native.lower():
             return  # the gate values profit in native wei only (see the pipeline)
@@ -407,31 +416,46 @@ class ChainExecution:
             if not lease_held(self.lease):
                 self._pending.clear()
                 continue
-            # best first; a refused one (simulation, limits) hands the turn to the next
+            # best first; a refused one (simulation, limits, trigger gone) hands the turn on
             for _ in range(AUTO_TRIES):
                 if not self._pending:
                     break
                 best = max(self._pending.values(), key=lambda o: o.net_profit_wei)
                 del self._pending[best.id]
-                if await self._auto_one(best):
-                    self._pending.clear()  # the market moved: wait for the next scan
+                trade_id = await self._auto_one(best)
+                if trade_id is not None:
+                    self._drop_priced_before(trade_id)
                     break
 
-    async def _auto_one(self, opportunity: Opportunity) -> bool:
-        """One auto-execution; whether a trade was made."""
+    def _drop_priced_before(self, trade_id: str) -> None:
+        """After a trade the market moved: drop what was priced before the trade's block
+        (everything, if it did not land); offers priced on the block with it stay."""
+        trade = self.store.get_trade(trade_id)
+        mined = trade is not None and trade.status in ("included", "reverted")
+        landed = trade.block_number if mined and trade is not None else None
+        self._pending = {
+            ident: o
+            for ident, o in self._pending.items()
+            if landed is not None and o.block_number >= landed
+        }
+        if self._pending:
+            self._wake.set()
+
+    async def _auto_one(self, opportunity: Opportunity) -> str | None:
+        """One auto-execution; the id of the trade made, if one was."""
         try:
             async with self._lock:
                 if self._active_trade(opportunity.id, opportunity.block_number) is not None:
-                    return False
+                    return None
                 outcome = await self._run(opportunity, auto=True)
             if outcome.trade is not None and outcome.trade.status == "submitted":
                 await self._until_settled(outcome.trade.id)
-            return outcome.trade is not None
+            return None if outcome.trade is None else outcome.trade.id
         except MevstackError as exc:
             log.warning("chain %s: auto-execution of %s: %s", self.name, opportunity.id, exc)
         except Exception:
             log.exception("chain %s: auto-execution of %s failed", self.name, opportunity.id)
-        return False
+        return None
 
     async def _until_settled(self, trade_id: str) -> None:
         """Wait (bounded) until the follow loop has settled the trade: one at a time."""
