@@ -1,7 +1,7 @@
-"""A local HTTP JSON-RPC proxy for tests: forwards to a real node, optionally delaying or hanging.
+"""Local proxies for tests: HTTP JSON-RPC that can delay or hang, raw TCP that can go down or flap.
 
-It stands in for a network between us and a node (a slow link, a half-dead node), not for the node:
-every answer that reaches the client is the real node's answer.
+They stand in for a network between us and a node (a slow link, a half-dead node, a cut path),
+not for the node: every answer that reaches the client is the real node's answer.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import contextlib
 from dataclasses import dataclass, field
 
 import httpx
+
+from tests.ports import free_port_block
 
 
 @dataclass
@@ -82,3 +84,77 @@ class DelayProxy:
         finally:
             self._tasks.discard(task)
             writer.close()
+
+
+@dataclass
+class TcpProxy:
+    """Forwards raw TCP to a local port: the network path to a node's WebSocket, cut at will.
+
+    Created down.  ``up()`` listens (always on the same port), ``down()`` stops listening and cuts
+    every open connection, so connects are refused while the node itself keeps running (its HTTP
+    side stays reachable).  With ``cut_after`` the path flaps: each connection is cut that many
+    seconds after it was accepted.
+    """
+
+    upstream_port: int
+    cut_after: float | None = None
+    port: int = field(default_factory=lambda: free_port_block(1))
+    accepted: list[float] = field(default_factory=list)  # event-loop time of each accept
+    _server: asyncio.Server | None = field(default=None, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._tasks)
+
+    async def up(self) -> TcpProxy:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.accepted.append(asyncio.get_running_loop().time())
+        upstream: asyncio.StreamWriter | None = None
+        pumps: list[asyncio.Task[None]] = []
+        try:
+            up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            pumps = [
+                asyncio.create_task(_pump(reader, upstream)),
+                asyncio.create_task(_pump(up_reader, writer)),
+            ]
+            with contextlib.suppress(TimeoutError):  # the flap: cut on the deadline
+                async with asyncio.timeout(self.cut_after):
+                    await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            writer.transport.abort()  # a cut, not a goodbye: the client sees no close frame
+            if upstream is not None:
+                upstream.transport.abort()
+            self._tasks.discard(task)
+
+
+async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := await source.read(65536):
+            sink.write(chunk)
+            await sink.drain()

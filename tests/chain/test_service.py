@@ -10,6 +10,7 @@ from mevstack.config import ChainConfig
 from mevstack.devnet.anvil import Anvil
 from mevstack.events import EventName
 from tests.chain.chaindriver import Driver
+from tests.ports import free_port_block
 from tests.waiting import wait_until
 
 
@@ -19,7 +20,8 @@ async def test_chain_services_publish_status_gas_and_blocks(anvil: Anvil) -> Non
             "name": "dev",
             "chain_id": 31337,
             "rpc": [anvil.rpc_url],
-            "ws": [anvil.ws_url],
+            # nothing listens on the first: the second must serve (every URL is used)
+            "ws": [f"ws://127.0.0.1:{free_port_block(1)}", anvil.ws_url],
             "block_time": 1.0,
             "wrapped_native": "0x" + "11" * 20,
         }
@@ -36,6 +38,9 @@ async def test_chain_services_publish_status_gas_and_blocks(anvil: Anvil) -> Non
     snapshot = driver.rpc("evm_snapshot", [])
     try:
         await wait_until(lambda: services.heads.tracker.last is not None, within=10.0)
+        ws = services.ws
+        assert ws is not None and ws.chain_id == 31337
+        await wait_until(lambda: ws.endpoint is ws.endpoints[1], what="the second ws URL")
         driver.rpc("evm_mine", [])
         wanted = {EventName.NODE_STATUS, EventName.GAS_PRICE, EventName.BLOCK_NEW}
         await wait_until(

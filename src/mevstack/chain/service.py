@@ -2,9 +2,11 @@
 
 ``ChainServices`` owns the endpoint pool (reads, fan-out sends), the node monitor
 (``node.status``), the head/log stream (``block.new``, ``chain.reorg``, consumer queues) and the
-gas oracle (``gas.price``).  With ``ws`` URLs configured the stream is woken by ``newHeads`` on
-the first one (and polls while that socket is down); without, it polls at a quarter of the block
-time (at most 1 s).  Everything publishes through one ``async def publish(event, chain, data)``.
+gas oracle (``gas.price``).  With ``ws`` URLs configured the stream is woken by ``newHeads`` over
+one WebSocket client that uses every one of them, failing over between them and refusing any
+whose node reports another chain id (and polls while none is up); without, it polls at a quarter
+of the block time (at most 1 s).  Everything publishes through one
+``async def publish(event, chain, data)``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class ChainServices:
             config.name, config.chain_id, [str(u) for u in config.rpc], block_time=config.block_time
         )
         self.monitor = NodeMonitor(self.pool, publish)
-        self.ws = WsClient(str(config.ws[0])) if config.ws else None
+        self.ws = (
+            WsClient([str(u) for u in config.ws], chain_id=config.chain_id) if config.ws else None
+        )
         self.heads = HeadStream(
             config.name, self.pool, ws=self.ws, poll_interval=poll, publish=publish
         )
