@@ -284,11 +284,11 @@ class ChainExecution:
             trade = self.store.get_trade(made[0])
             if trade is not None and (trade.status in ACTIVE_TRADE_STATUSES or made[1] == sighting):
                 return trade
-        for status in ACTIVE_TRADE_STATUSES:
-            page = self.store.list_trades(chain=self.name, status=status, limit=500)
-            for trade in page.items:
-                if trade.opportunity_id == opportunity_id:
-                    return trade
+        # (one indexed query on the opportunity, not a scan of every active trade of the chain)
+        page = self.store.list_trades(chain=self.name, opportunity_id=opportunity_id, limit=50)
+        for trade in page.items:
+            if trade.status in ACTIVE_TRADE_STATUSES:
+                return trade
         return None
 
     async def _inventory_short(self, args: ExecuteArgs) -> str | None:
