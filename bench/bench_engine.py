@@ -19,6 +19,10 @@ gateway, WebSocket and dashboard in this process as ``mevstack up`` does.  One `
 observer per chain stamps heads; per chain, a block's latency is from that stamp to the first
 ``mev.opportunity`` of that chain carrying its number.  Blocks are counted over a
 ``DEMO_WINDOW_S`` window that opens once every chain's market is built.
+
+The third is the mempool side: from a victim swap's ``eth_sendRawTransaction`` to its backrun's
+``mev.opportunity``, with the mempool read by polling ``txpool_content`` (the baseline, no
+``ws``) and pushed by a ``newPendingTransactions`` subscription (``run_backrun_latency``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import websockets
@@ -403,7 +408,7 @@ def run_demo_load() -> list[Result]:
 
 
 def run() -> list[Result]:
-    return run_one_chain() + run_demo_load()
+    return run_one_chain() + run_demo_load() + run_backrun_latency()
 
 
 def run_one_chain() -> list[Result]:
@@ -446,3 +451,160 @@ def run_one_chain() -> list[Result]:
 
 if __name__ == "__main__":
     print(Result.table(run()))
+
+
+# -- pending victim -> backrun: the mempool polled vs pushed over the WebSocket ----------------
+
+BACKRUN_SAMPLES = 40
+V2_SWAP_EXACT_IN = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
+_ANVIL_KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil's own
+
+
+async def _backrun_latencies(
+    node: Anvil, dep: ChainDeployment, state_dir: Path, *, ws: bool
+) -> list[float]:
+    """Milliseconds from each victim's ``eth_sendRawTransaction`` to its backrun's event."""
+    from eth_account import Account
+
+    from mevstack.chain.rpc import RpcClient
+
+    dexes: list[dict[str, object]] = [
+        {"name": d.name, "kind": "uniswap_v2", "factory": d.factory, "fee_bps": d.fee_bps}
+        for d in dep.v2
+    ]
+    dexes.append({"name": dep.v3.name, "kind": "uniswap_v3", "factory": dep.v3.factory})
+    chain: dict[str, object] = {
+        "name": "ethereum",
+        "chain_id": 1,
+        "rpc": [node.rpc_url],
+        "block_time": 1.0,
+        "base_tokens": [dep.weth, dep.token("USDC").address],
+        "wrapped_native": dep.weth,
+        "strategies": ["backrun"],
+        "dexes": dexes,
+    }
+    if ws:
+        chain["ws"] = [node.ws_url]
+    settings = parse_settings(
+        {
+            "engine": {"state_dir": str(state_dir)},
+            "database": {"url": f"sqlite:///{state_dir}/mevstack.db"},
+            "chains": [chain],
+        },
+        source="bench",
+        environ={},
+    )
+    bus = MemoryBus()
+    store = Store.open(settings.database.url)
+    seen: dict[tuple[str, str], float] = {}  # (trigger, status) -> when its event arrived
+    sub = await bus.subscribe("bench", events=["mev.opportunity"], maxsize=1_000_000)
+
+    async def collect() -> None:
+        async for event in sub:
+            if event.data["kind"] == "backrun":
+                key = (str(event.data["trigger_tx"]), str(event.data["status"]))
+                seen.setdefault(key, time.monotonic())
+
+    def arrived(key: tuple[str, str]) -> Callable[[], bool]:
+        return lambda: key in seen
+
+    collector = asyncio.create_task(collect())
+    engine = Engine(settings, bus=bus, store=store)
+    runtime = engine.runtimes["ethereum"]
+    client = RpcClient(node.rpc_url)
+    account = Account.from_key(_ANVIL_KEY0)
+    router = next(d.router for d in dep.v2 if d.name == "uniswap-v2")
+    usdc = dep.token("USDC").address
+    rng = random.Random(11)
+    latencies: list[float] = []
+    await engine.start()
+    try:
+        await wait_until(lambda: runtime.market.pools is not None, 60, "the market")
+        if ws:
+            mempool = runtime.mempool
+            assert mempool is not None
+            await wait_until(lambda: mempool.subscribed and mempool.caught_up, 10, "the socket")
+        for i in range(BACKRUN_SAMPLES):
+            nonce = int(
+                await client.request("eth_getTransactionCount", [account.address, "pending"]), 16
+            )
+            base_fee = int(
+                (await client.request("eth_getBlockByNumber", ["latest", False]))["baseFeePerGas"],
+                16,
+            )
+            data = encode_call(
+                V2_SWAP_EXACT_IN, 300 * 10**18 + i, 0, [dep.weth, usdc], account.address, DEADLINE
+            )
+            signed = account.sign_transaction(
+                {
+                    "chainId": 1,
+                    "nonce": nonce,
+                    "to": router,
+                    "data": data,
+                    "value": 0,
+                    "gas": 400_000,
+                    "maxFeePerGas": 2 * base_fee + 10**9,
+                    "maxPriorityFeePerGas": 10**9,
+                }
+            )
+            victim = "0x" + signed.hash.hex().removeprefix("0x")
+            # A random phase against the poller's cadence, as real victims have.
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+            sent_at = time.monotonic()
+            await client.request(
+                "eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex().removeprefix("0x")]
+            )
+            await wait_until(arrived((victim, "detected")), 15, "the victim's backrun")
+            latencies.append((seen[(victim, "detected")] - sent_at) * 1000.0)
+            # Leave the mempool empty for the next victim; a block makes the pushed mode look.
+            await client.request("anvil_dropAllTransactions", [])
+            await client.request("evm_mine", [])
+            await wait_until(arrived((victim, "expired")), 15, "the backrun withdrawn")
+    finally:
+        await engine.stop()
+        await client.aclose()
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        await bus.aclose()
+        store.close()
+    return latencies
+
+
+def run_backrun_latency() -> list[Result]:
+    """Victim ``eth_sendRawTransaction`` -> backrun ``mev.opportunity``: polled vs subscribed.
+
+    One anvil (chain id 1, blocks mined only by the bench) with the devnet deployment; account 0
+    holds WETH and has approved the uniswap-v2 Router02.  Each sample signs a 300 WETH → USDC
+    swap, sends it raw after a random pause (so that its phase against the 250 ms polling
+    cadence is uniform), waits for the backrun event, then drops the mempool and mines an empty
+    block so that the backrun is withdrawn before the next sample.  The engine runs once without
+    ``ws`` (``txpool_content`` polling, the baseline) and once with it, in this process.
+    """
+    with tempfile.TemporaryDirectory() as tmp, Anvil(chain_id=1, balance_eth=1_000_000) as node:
+        dep = deploy_chain(node.rpc_url)
+        router = next(d.router for d in dep.v2 if d.name == "uniswap-v2")
+        with DevnetRpc(node.rpc_url) as rpc:
+            rpc.transact(dep.deployer, dep.weth, encode_call("deposit()"), value=20_000 * 10**18)
+            rpc.transact(
+                dep.deployer, dep.weth, encode_call("approve(address,uint256)", router, MAX_UINT256)
+            )
+            rpc.call("evm_setAutomine", [False])
+        figures: dict[bool, list[float]] = {}
+        for ws in (False, True):
+            state_dir = Path(tmp) / ("ws" if ws else "poll")
+            state_dir.mkdir()
+            figures[ws] = asyncio.run(_backrun_latencies(node, dep, state_dir, ws=ws))
+    note = f"{BACKRUN_SAMPLES} victims each; poll interval 250 ms (block_time 1 s)"
+    results: list[Result] = []
+    for label, q in (("p50", 0.5), ("p99", 0.99)):
+        results.append(
+            Result(
+                f"backrun victim->opportunity {label} (subscribed; baseline: polled)",
+                _percentile(figures[True], q),
+                "ms",
+                baseline=_percentile(figures[False], q),
+                note=note,
+            )
+        )
+    return results

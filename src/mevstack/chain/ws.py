@@ -69,7 +69,9 @@ RESUBSCRIBED: Final = _Marker()
 @dataclass(eq=False)
 class Subscription:
     kind: SubscriptionKind
-    params: dict[str, Any] | None = None
+    # ``eth_subscribe``'s second parameter: a logs filter, or ``True`` for full pending
+    # transactions (geth, reth, anvil) instead of their hashes
+    params: dict[str, Any] | bool | None = None
     queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(maxsize=1024))
     server_id: str | None = None  # the id given by the node of the link serving it now
 
@@ -185,7 +187,7 @@ class WsClient:
             raise RpcTimeout(f"{urls}: no websocket connected within {limit:g}s") from exc
 
     async def subscribe(
-        self, kind: SubscriptionKind, params: dict[str, Any] | None = None
+        self, kind: SubscriptionKind, params: dict[str, Any] | bool | None = None
     ) -> Subscription:
         sub = Subscription(kind, params)
         self._subs.append(sub)

@@ -1,16 +1,29 @@
 """The backrun agent of one chain: pending swaps from the node's mempool → backrun opportunities.
 
-:class:`MempoolPoller` reads ``txpool_content`` on a short cadence (every node that has a public
-mempool worth backrunning answers it, anvil included) and hands the worker what is new through a
-:class:`PendingFeed` — like the market's change feed, it accumulates, so a coalesced tick loses
-no transaction — together with the latest set of pending hashes.
+:class:`MempoolPoller` feeds the worker through a :class:`PendingFeed` — like the market's change
+feed, it accumulates, so a coalesced tick loses no transaction.  Two sources fill it:
+
+* **A subscription**, when the chain has a WebSocket: ``newPendingTransactions`` asking for whole
+  transaction objects (geth, reth and anvil send them); a node that refuses the flag is asked for
+  hashes, and hashes are turned into transactions by one batched ``eth_getTransactionByHash``.
+  A subscription gives no "current pending set", so the worker asks the node about the triggers it
+  tracks each time the head moves (see below).  After ``RESUBSCRIBED`` (notifications were lost
+  while no socket was up) the mempool is read once to catch up.
+* **Polling** ``txpool_content`` on a short cadence (every node with a public mempool worth
+  backrunning answers it, anvil included): the only source without a WebSocket, and the fallback
+  while no socket serves the subscription.  Each read also gives a *snapshot* of the pending
+  hashes.  When the subscription starts serving, one more read covers what arrived between the
+  last poll and the subscription.
 
 :class:`BackrunWorker` (one per agent start) keeps the strategy team's :class:`BackrunSearch` in
 step with the market (pools indexed, changed pools marked at each head), learns which routers
 belong to the configured DEXes (one ``factory()`` call per unknown ``to``, cached), searches each
 new pending swap on the head state, and publishes the backruns through the runtime (event +
 store).  A trigger that leaves the mempool (mined, dropped, replaced) withdraws its backruns: they
-are published again as ``expired``.
+are published again as ``expired``.  It learns that from a poll snapshot when one came since it
+last looked; otherwise, once per new head, from one batched ``eth_getTransactionByHash`` over the
+triggers it tracks (mined: a ``blockNumber``; dropped or replaced: the node no longer knows the
+hash; a replacement that is itself a swap withdraws the old trigger at once, by sender and nonce).
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from mevstack.chain.errors import RpcError
 from mevstack.chain.rpc import JsonRpc
+from mevstack.chain.ws import RESUBSCRIBED, Subscription, WsClient
 from mevstack.events import utc_now_iso
 from mevstack.strategy.arbitrage import ChainTerms
 from mevstack.strategy.backrun import (
@@ -44,26 +58,52 @@ log = logging.getLogger(__name__)
 
 _FACTORY_CALL = "0x" + selector(ROUTER_FACTORY_SIGNATURE).hex()
 MAX_TRIGGERS = 2_000  # pending swaps kept for re-sizing at the next head (the rest: once)
+_NOTIFICATION_BATCH = 512  # notifications handled (and hashes looked up) per round
 
 
 @dataclass(frozen=True, slots=True)
 class MempoolTick:
-    """What the backrun agent receives: the mempool was read again."""
+    """What the backrun agent receives: the feed has something new (or the head moved)."""
 
-    read: int  # how many reads of the mempool so far
+    read: int  # how many times the feed was fed so far
 
 
 @dataclass
 class PendingFeed:
-    """Transactions seen since the worker last looked, and the latest pending set."""
+    """Transactions seen since the worker last looked, and the latest snapshot of pending hashes.
+
+    ``pending`` is a whole-mempool snapshot from a poll, given to the worker once (``None`` when
+    no read happened since it last looked: pushed transactions carry no snapshot).  Hashes pushed
+    while a read is in flight are added to its snapshot: the read may predate them.
+    """
 
     new: dict[str, dict[str, Any]] = field(default_factory=dict)  # hash (lower) -> tx
-    pending: frozenset[str] = frozenset()
-    reads: int = 0
+    pending: frozenset[str] | None = None
+    reads: int = 0  # polls of the whole mempool
+    pushed: int = 0  # transactions received from the subscription
+    _during_read: set[str] | None = None
 
-    def take(self) -> tuple[list[dict[str, Any]], frozenset[str]]:
+    def add(self, tx: dict[str, Any]) -> None:
+        key = str(tx["hash"]).lower()
+        self.new[key] = tx
+        if self._during_read is not None:
+            self._during_read.add(key)
+
+    def begin_read(self) -> None:
+        self._during_read = set()
+
+    def abort_read(self) -> None:
+        self._during_read = None
+
+    def end_read(self, hashes: frozenset[str]) -> None:
+        self.pending = hashes | (self._during_read or set())
+        self._during_read = None
+        self.reads += 1
+
+    def take(self) -> tuple[list[dict[str, Any]], frozenset[str] | None]:
         txs, self.new = list(self.new.values()), {}
-        return txs, self.pending
+        snapshot, self.pending = self.pending, None
+        return txs, snapshot
 
 
 def pending_transactions(content: Any) -> list[dict[str, Any]]:
@@ -78,50 +118,200 @@ def pending_transactions(content: Any) -> list[dict[str, Any]]:
 
 
 class MempoolPoller:
-    """Reads the mempool every ``interval`` seconds into a PendingFeed; ticks the agents."""
+    """Fills a PendingFeed from the subscription when one serves, else by polling every
+    ``interval`` seconds; ticks the agents (see the module docstring)."""
 
-    def __init__(self, chain: str, rpc: JsonRpc, feed: PendingFeed, interval: float) -> None:
+    def __init__(
+        self,
+        chain: str,
+        rpc: JsonRpc,
+        feed: PendingFeed,
+        interval: float,
+        ws: WsClient | None = None,
+        *,
+        full_objects: bool = True,
+    ) -> None:
         self.chain = chain
         self.rpc = rpc
         self.feed = feed
         self.interval = interval
+        self.ws = ws
         self.listeners: list[Any] = []  # agents: anything with offer(MempoolTick)
+        self.subscription: Subscription | None = None
+        self.full_objects = full_objects  # whole transactions asked for (else hashes)
+        self.catch_ups = 0  # reads done because notifications may have been lost
+        # A read is owed while _done < _wanted: one at start, and one whenever notifications
+        # may have been missed; a read only pays what was owed when it started.
+        self._wanted = 1
+        self._done = 0
+        self._first_link = False  # the first link's subscription was seen serving
         self._seen: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._last_snapshot: frozenset[str] = frozenset()
+        self._ticks = 0
+        self._lock = asyncio.Lock()
+        self._asked = asyncio.Event()  # the subscription was asked for (or refused)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def subscribed(self) -> bool:
+        """True while a socket serves the pending-transaction subscription."""
+        sub, ws = self.subscription, self.ws
+        return (
+            sub is not None
+            and ws is not None
+            and ws.connected.is_set()
+            and sub.server_id is not None
+        )
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"mempool-{self.chain}")
+        if self._tasks:
+            return
+        self._tasks.append(asyncio.create_task(self._run(), name=f"mempool-{self.chain}"))
+        if self.ws is not None:
+            self._tasks.append(asyncio.create_task(self._listen(), name=f"mempool-ws-{self.chain}"))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        if self.subscription is not None and self.ws is not None:
+            with contextlib.suppress(RpcError):
+                await self.ws.unsubscribe(self.subscription)
+            self.subscription = None
+
+    def on_head(self) -> None:
+        """The market moved to a new block: with a subscription, the worker must look again
+        (nothing else tells it that a trigger was mined)."""
+        if self.subscribed:
+            self._tick()
+
+    def _tick(self) -> None:
+        self._ticks += 1
+        for agent in self.listeners:
+            agent.offer(MempoolTick(self._ticks))
+
+    @property
+    def caught_up(self) -> bool:
+        """No read is owed (with a subscription: nothing may have been missed)."""
+        return self._done >= self._wanted
 
     async def read_once(self) -> None:
-        txs = pending_transactions(await self.rpc.request("txpool_content", []))
-        hashes = frozenset(str(tx["hash"]).lower() for tx in txs)
-        for tx in txs:
-            key = str(tx["hash"]).lower()
-            if key not in self._seen:
-                self.feed.new[key] = tx
-        self._seen = set(hashes)
-        changed = bool(self.feed.new) or hashes != self.feed.pending
-        self.feed.pending = hashes
-        self.feed.reads += 1
+        async with self._lock:
+            want = self._wanted
+            self.feed.begin_read()
+            try:
+                txs = pending_transactions(await self.rpc.request("txpool_content", []))
+            except BaseException:
+                self.feed.abort_read()
+                raise
+            hashes = frozenset(str(tx["hash"]).lower() for tx in txs)
+            for tx in txs:
+                if str(tx["hash"]).lower() not in self._seen:
+                    self.feed.add(tx)
+            self._seen = set(hashes)
+            self._done = max(self._done, want)
+            changed = bool(self.feed.new) or hashes != self._last_snapshot
+            self._last_snapshot = hashes
+            self.feed.end_read(hashes)
         if changed:
-            for agent in self.listeners:
-                agent.offer(MempoolTick(self.feed.reads))
+            self._tick()
 
     async def _run(self) -> None:
+        if self.ws is not None:
+            # Read the mempool once the subscription serves (normally within milliseconds),
+            # rather than poll a node that is about to push.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ws.timeout):
+                    await self._asked.wait()
+                    await self.ws.connected.wait()
         while True:
-            try:
-                await self.read_once()
-            except RpcError as exc:
-                log.warning("chain %s: mempool read failed: %s", self.chain, exc)
+            live = self.subscribed
+            if live and not self._first_link:
+                # What reached the mempool between the last poll and the first subscription
+                # (every later link brings a RESUBSCRIBED marker, which owes a read itself).
+                self._first_link = True
+                self._wanted += 1
+            if not live or not self.caught_up:
+                try:
+                    await self.read_once()
+                except RpcError as exc:
+                    log.warning("chain %s: mempool read failed: %s", self.chain, exc)
             await asyncio.sleep(self.interval)  # the polling cadence of the mempool
+
+    # -- the subscription ----------------------------------------------------------------------
+
+    async def _subscribe(self, ws: WsClient) -> Subscription:
+        if not self.full_objects:
+            return await ws.subscribe("newPendingTransactions")
+        try:
+            # The flag is a bare ``true``; the client's typed params only allow a filter object.
+            return await ws.subscribe("newPendingTransactions", True)
+        except RpcError as exc:
+            log.info(
+                "chain %s: node refuses full pending transactions (%s); subscribing to hashes",
+                self.chain,
+                exc,
+            )
+        self.full_objects = False
+        return await ws.subscribe("newPendingTransactions")
+
+    async def _listen(self) -> None:
+        ws = self.ws
+        assert ws is not None
+        try:
+            self.subscription = sub = await self._subscribe(ws)
+        except RpcError as exc:
+            log.warning(
+                "chain %s: no pending-transaction subscription (%s); polling", self.chain, exc
+            )
+            return
+        finally:
+            self._asked.set()
+        while True:
+            items = [await sub.get()]
+            while len(items) < _NOTIFICATION_BATCH and not sub.queue.empty():
+                items.append(sub.queue.get_nowait())
+            try:
+                await self._take_notifications(items)
+            except RpcError as exc:
+                # Hashes whose transactions could not be read are caught up by a read.
+                log.warning("chain %s: pending transactions lookup failed: %s", self.chain, exc)
+                await self._catch_up()
+
+    async def _take_notifications(self, items: list[Any]) -> None:
+        catch_up = False
+        txs: list[dict[str, Any]] = []
+        hashes: list[str] = []
+        for item in items:
+            if item is RESUBSCRIBED:
+                catch_up = True
+            elif isinstance(item, dict) and isinstance(item.get("hash"), str):
+                txs.append(item)
+            elif isinstance(item, str):
+                hashes.append(item)
+        if hashes:
+            answers = await self.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+            # None: already gone (mined or dropped) before we asked; nothing to backrun then.
+            txs += [a for a in answers if isinstance(a, dict) and a.get("blockNumber") is None]
+        for tx in txs:
+            if "hash" in tx:
+                self.feed.add(tx)
+        self.feed.pushed += len(txs)
+        if txs:
+            self._tick()
+        if catch_up:
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        self.catch_ups += 1
+        self._wanted += 1  # owed until a read succeeds; the polling loop retries it
+        try:
+            await self.read_once()
+        except RpcError as exc:
+            log.warning("chain %s: mempool catch-up read failed: %s", self.chain, exc)
 
 
 class BackrunWorker:
@@ -139,6 +329,8 @@ class BackrunWorker:
         self.triggers: dict[str, dict[str, Any]] = {}  # pending swaps (hash -> tx) to re-size
         self._routers: set[str] = set()  # every `to` already asked for its factory
         self._indexed = 0
+        self._checked_head: int | None = None  # head at which tracked triggers were last known
+        self._slots: dict[tuple[str, int], str] = {}  # (sender, nonce) of triggers -> hash
 
     async def handle(self, tick: MempoolTick) -> int:
         from mevstack.engine.chain_runtime import PoolStates  # the runtime imports this module
@@ -154,8 +346,15 @@ class BackrunWorker:
         moved = self.changes.take()
         self.search.on_block(moved)
         txs, pending = self.pending.take()
-        withdrawn = self._withdraw(self.book.retain(pending))
-        self.triggers = {h: tx for h, tx in self.triggers.items() if h in pending}
+        if pending is None and pools.head[0] != self._checked_head:
+            pending = await self._still_pending()
+        withdrawn: list[Opportunity] = []
+        if pending is not None:
+            self._checked_head = pools.head[0]
+            withdrawn = self._withdraw(self.book.retain(pending))
+            self.triggers = {h: tx for h, tx in self.triggers.items() if h in pending}
+            self._slots = {k: h for k, h in self._slots.items() if h in self.book}
+        withdrawn += self._replaced(txs)
         if moved is None or moved:
             # The head moved: backruns of triggers still pending are re-sized on the new state.
             txs = [*self.triggers.values(), *txs]
@@ -184,6 +383,7 @@ class BackrunWorker:
                 withdrawn += self._withdraw(
                     self.book.track(swap.sender, swap.nonce, swap.tx_hash, [o.id for o in best])
                 )
+                self._slots[(swap.sender.lower(), swap.nonce)] = swap.tx_hash.lower()
                 for opportunity in best:
                     old = self.active.get(opportunity.id)
                     self.active[opportunity.id] = opportunity
@@ -191,6 +391,50 @@ class BackrunWorker:
                         found.append(opportunity)
         await runtime.emit([*found, *withdrawn], pools.head[0])
         return len(found)
+
+    def _replaced(self, txs: Iterable[dict[str, Any]]) -> list[Opportunity]:
+        """Withdraw the triggers that a new transaction replaces (same sender and nonce), swap
+        or not: a cancellation is a plain transfer the search never looks at."""
+        out: list[Opportunity] = []
+        for tx in txs:
+            try:
+                slot = (str(tx["from"]).lower(), int(str(tx["nonce"]), 0))
+            except (KeyError, ValueError):
+                continue
+            old = self._slots.get(slot)
+            if old is None or old == str(tx["hash"]).lower():
+                continue
+            del self._slots[slot]
+            self.triggers.pop(old, None)
+            out += self._withdraw(self.book.dropped(old))
+        return out
+
+    async def _still_pending(self) -> frozenset[str] | None:
+        """Which tracked triggers the node still has pending (None: it could not say).
+
+        Asked only about triggers that matter: those re-sized at each head and those with a
+        published backrun; any other swap the book tracks is forgotten, it has nothing to withdraw.
+        """
+        watched = set(self.triggers)
+        watched.update(o.trigger_tx.lower() for o in self.active.values() if o.trigger_tx)
+        if not watched:
+            return frozenset()
+        hashes = sorted(watched)
+        try:
+            answers = await self.runtime.services.pool.batch(
+                [("eth_getTransactionByHash", [h]) for h in hashes]
+            )
+        except RpcError as exc:
+            log.warning("chain %s: pending triggers check failed: %s", self.runtime.name, exc)
+            return None
+        # Mined: it has a block.  Dropped or replaced: the node no longer knows the hash.  An
+        # answer that is an error says nothing: the trigger is kept until the next head.
+        return frozenset(
+            h
+            for h, answer in zip(hashes, answers, strict=True)
+            if isinstance(answer, RpcError)
+            or (isinstance(answer, dict) and answer.get("blockNumber") is None)
+        )
 
     def _withdraw(self, withdrawals: Iterable[Withdrawal]) -> list[Opportunity]:
         out: list[Opportunity] = []

@@ -17,7 +17,9 @@ keeps the opportunity lifecycle in an :class:`OpportunityBook` (new / changed / 
 book is owned by the runtime so a restarted worker does not forget what was published), publishes
 each change as ``mev.opportunity``, upserts it into the store, and prunes the store on a
 retention policy.  Scan time per block is measured (``scan_times``) and exposed in the agent
-status.  The backrun agent (``backrun_agent``) is fed by a mempool poller instead of blocks.
+status.  The backrun agent (``backrun_agent``) is fed by the mempool instead of blocks: the
+``newPendingTransactions`` subscription when the chain has a WebSocket, else (and while no socket
+serves) polling; with the subscription it is also ticked at each block.
 Tokens enter the market only after the unsafe-token round trip (``token_safety``).  Every
 opportunity leaves with its start token's symbol and decimals (``token_symbol`` /
 ``token_decimals``) from the registry's token metadata, so clients can show token units.
@@ -453,7 +455,9 @@ class ChainRuntime:
         pending = PendingFeed()
         changes = self.market.feed()
         interval = min(0.25, self.config.block_time / 4)
-        self.mempool = MempoolPoller(self.name, self.services.pool, pending, interval)
+        self.mempool = MempoolPoller(
+            self.name, self.services.pool, pending, interval, ws=self.services.ws
+        )
         agent: Agent[MempoolTick] = Agent(
             strategy="backrun",
             chain=self.name,
@@ -518,6 +522,8 @@ class ChainRuntime:
                 for agent in self.agents:
                     if agent.strategy == "arbitrage":
                         agent.offer(MarketTick(block, received))
+                if self.mempool is not None:
+                    self.mempool.on_head()
 
     async def current_gas(self) -> GasInputs | None:
         quote = self.services.gas.last
