@@ -24,6 +24,7 @@ from mevstack.chain.ws import WsClient
 from mevstack.devnet.anvil import Anvil, free_port
 from mevstack.events import EventName
 from tests.chain.chaindriver import DEPOSIT_TOPIC, Driver
+from tests.recording import RecordingProxy
 from tests.waiting import wait_until
 
 
@@ -203,6 +204,39 @@ async def test_stream_loop_over_websocket(
     finally:
         await stream.aclose()
         await ws.aclose()
+
+
+async def test_a_pushed_head_costs_one_round_trip(reorg_node: tuple[Anvil, Driver, str]) -> None:
+    """With newHeads, the header the notification carries is delivered as it is: per block the
+    node is asked for its logs only (no ``latest`` head, no header again)."""
+    node, driver, weth = reorg_node
+    proxy = await RecordingProxy(node.rpc_url).start()
+    client = RpcClient(proxy.url, timeout=5.0)
+    ws = await WsClient(node.ws_url).start()
+    start = driver.head() + 1
+    stream = HeadStream("dev", client, ws=ws, poll_interval=5.0, start_block=start)
+    consumer = stream.register(LogFilter.of(None, [DEPOSIT_TOPIC]))
+    await stream.start()
+    try:
+        await ws.wait_connected()
+        driver.deposit(weth)  # the first block goes through the full sync (nothing delivered yet)
+        await wait_until(lambda: consumer.queue.qsize() >= 1, within=5.0, what="the first block")
+        before = proxy.methods.copy()
+        for k in range(2, 6):
+            driver.deposit(weth)
+            await wait_until(lambda k=k: consumer.queue.qsize() >= k, within=5.0, what="a block")
+        asked = proxy.methods - before
+        assert asked == {"eth_getLogs": 4}, asked
+        items = _drain(consumer)
+        assert [i.header.number for i in items if isinstance(i, NewBlock)] == list(
+            range(start, start + 5)
+        )
+        assert all(isinstance(i, NewBlock) and len(i.logs) == 1 for i in items)
+    finally:
+        await stream.aclose()
+        await ws.aclose()
+        await client.aclose()
+        await proxy.stop()
 
 
 GENESIS_TS = 1_700_000_000

@@ -29,8 +29,8 @@ from mevstack.engine.engine import Engine
 from mevstack.events import Event
 from mevstack.store import Store
 from tests.chain.proxy import TcpProxy
-from tests.engine.recording import RecordingProxy
 from tests.engine.world import DEADLINE, V2_SWAP, Trader, chain_entry
+from tests.recording import RecordingProxy
 from tests.waiting import wait_until
 
 

@@ -1,4 +1,4 @@
-"""An HTTP JSON-RPC proxy that records which methods pass through it, for engine tests.
+"""An HTTP JSON-RPC proxy that records which methods pass through it, for tests.
 
 It stands between the engine and a real node: every answer is the node's own; the proxy only
 notes each method (batches included), so a test can prove what was, or was never, asked.
