@@ -30,6 +30,10 @@ from mevstack.strategy.sizing.search import (
 _DEFAULT_SEED = 10**15
 
 
+_new_tuple = tuple.__new__
+_NO_TICKS = (0, 0)
+
+
 def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Sized | None:
     """The input maximising ``net`` (native-wei profit after gas) over exact evaluation.
 
@@ -45,9 +49,11 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
         if m1 is not None and m2 is not None and m1.exact and m2.exact:
             fast = two_v2(m1, m2, cap)
             if fast is not None:
-                at = PathEval(fast[0], fast[1], (0, 0))
+                # built with tuple.__new__: a named tuple's own constructor is a Python frame,
+                # a tenth of this whole path
+                at = _new_tuple(PathEval, (fast[0], fast[1], _NO_TICKS))
                 value = net(at)
-                return None if value is None else Sized(at, value)
+                return None if value is None else _new_tuple(Sized, (at, value))
     curves = exact_curves(legs)
     if curves is not None:
         multi = multi_v2(curves, cap) if len(curves) > 2 else None
