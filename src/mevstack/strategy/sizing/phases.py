@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from mevstack.strategy.pools import Mobius
 
-_INNER_LANDINGS = 256
+_INNER_LANDINGS = 256  # inner-phase landings examined for a fast-turning pair of phases
 
 
 def phase_landings(phase0: float, turn: float, threshold: float) -> Iterator[int]:
@@ -84,8 +84,8 @@ def three_hop_landings(
 _SLOW_TURN = 0.1  # phases turning less than this per unit of z are followed as straight lines
 
 
-# Steps of the straight-line walk: each skips a whole run of failing ``z``, so few are needed;
-# the rare cycle still unproven after them is cheaper settled by ``_settle``'s later stages.
+# Steps of the straight-line walk: each skips a whole run of failing ``z``, so a few find the
+# landing when the window is wide; a narrow one is then searched band by band (Euclid).
 _SLOW_LANDINGS = 16
 
 
