@@ -116,7 +116,8 @@ def _two_v2_landing(
     landings a side."""
     phase0 = (1.0 - (a2 * y0 % d_r) / d_r) % 1.0  # frac(−R(y0))
     try:
-        turn = (-(a2 / d_r) * (b2 / d_r)) % 1.0  # frac(−R'): its change per unit of y
+        scale = float(d_r)  # R' is O(1): floats suffice, at a third of exact division's cost
+        turn = (-(float(a2) / scale) * (float(b2) / scale)) % 1.0  # frac(−R'): per unit of y
     except OverflowError:  # a slope beyond float range: no phase to follow
         return 0
     # earning ⌊P⌋ needs frac(R) below frac(P), i.e. frac(−R) above 1 − frac(P) (or R whole)
