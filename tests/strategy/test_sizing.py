@@ -336,6 +336,17 @@ def _v3_states() -> list[V3PoolState]:
             lo = (tick // 60 + rng.randrange(-6, 6)) * 60
             positions.append((lo, lo + 60 * rng.randrange(1, 4), base * rng.randrange(1, 6) // 4))
         states.append(v3(400 + i, WETH, TKN, tick, positions, fee=rng.choice([500, 3000])))
+    # islands of liquidity with empty gaps between and beyond them, on a fine spacing (many
+    # empty bitmap words to cross): the trader skips what has no liquidity, to the same result
+    for i in range(6):
+        tick = rng.randrange(-300, 300) // 10 * 10
+        base = rng.randrange(1, 5) * 10**20
+        islands = [(-2_000, 2_000, base)]
+        for side in (-1, 1):
+            far = side * rng.randrange(8_000, 60_000) // 10 * 10
+            lo, hi = sorted((far, far + side * 10 * rng.randrange(50, 3_000)))
+            islands.append((lo, hi, base * rng.randrange(1, 8)))
+        states.append(v3(420 + i, WETH, TKN, tick, islands, fee=500, spacing=10))
     return states
 
 

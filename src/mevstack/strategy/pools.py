@@ -11,6 +11,7 @@ in by registering a model for their ``kind`` string.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -474,6 +475,7 @@ class _SwapSteps:
         self.less_fee = _FEE_PIPS - state.fee
         self.limit = default_price_limit(zero_for_one)
         self.steps: list[_Step] = []
+        self._words: list[int] | None = None  # initialised words, sorted (built when needed)
         # where the next step to compute starts: paid, got, price, liquidity, tick, crossed
         self.end: tuple[int, int, int, int, int, int] | None = (
             0,
@@ -500,6 +502,10 @@ class _SwapSteps:
         tick_next, initialized = next_initialized_tick_within_one_word(
             state.bitmap, tick, state.tick_spacing, zero_for_one
         )
+        if not initialized and liquidity == 0:
+            # Without liquidity every step pays, gets and crosses nothing until an initialised
+            # tick: the pool's word-by-word steps up to it are skipped as one, same result.
+            tick_next, initialized = self._next_initialized_beyond(tick_next)
         tick_next = max(MIN_TICK, min(MAX_TICK, tick_next))
         price_next = _sqrt_at_tick(tick_next)
         beyond = (price_next < limit) if zero_for_one else (price_next > limit)
@@ -533,6 +539,25 @@ class _SwapSteps:
             tick = tick_next - 1 if zero_for_one else tick_next
             self.end = (paid + paid_full, got + out_full, target, liquidity, tick, crossed)
         return step
+
+    def _next_initialized_beyond(self, word_edge: int) -> tuple[int, bool]:
+        """The first initialised tick past the word ending at ``word_edge`` in the swap's
+        direction (``(MIN_TICK or MAX_TICK, False)`` when there is none)."""
+        if self._words is None:
+            self._words = sorted(w for w, bits in self.state.bitmap.items() if bits)
+        words, spacing = self._words, self.state.tick_spacing
+        word = (word_edge // spacing) >> 8
+        if self.zero_for_one:
+            i = bisect.bisect_left(words, word) - 1
+            if i < 0:
+                return MIN_TICK, False
+            bits = self.state.bitmap[words[i]]
+            return ((words[i] << 8) + bits.bit_length() - 1) * spacing, True
+        i = bisect.bisect_right(words, word)
+        if i >= len(words):
+            return MAX_TICK, False
+        bits = self.state.bitmap[words[i]]
+        return ((words[i] << 8) + (bits & -bits).bit_length() - 1) * spacing, True
 
     def trade(self, amount: int) -> tuple[int, int, int] | None:
         """``(paid, received)``; ``None``: not filled (raises ``_AskSimulation`` when unsure)."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from mevstack.strategy.pools import Mobius
 
-_INNER_LANDINGS = 256  # inner-phase landings examined for a fast-turning pair of phases
+_INNER_LANDINGS = 64  # inner-phase landings examined for a fast-turning pair of phases
 
 
 def phase_landings(phase0: float, turn: float, threshold: float) -> Iterator[int]:
