@@ -17,6 +17,7 @@ import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 
 from mevstack.api.app import create_app
 from mevstack.api.auth import create_token
@@ -40,6 +41,8 @@ from tests.exploits.receiver import Receiver
 from tests.waiting import wait_until
 
 WEI = 10**18
+SWAP_V2_TOPIC = keccak(text="Swap(address,uint256,uint256,uint256,uint256,address)")
+SWAP_V3_TOPIC = keccak(text="Swap(address,address,int256,int256,uint160,uint128,int24)")
 PASSWORD_ENV = "MEVSTACK_E2E_TEST_KEY_PASSWORD"
 
 
@@ -367,16 +370,17 @@ async def test_kill_switch_stops_a_pending_auto_execution_then_auto_executes(
     assert weth_of(w, w.executor) - before == trade.realized_profit
 
 
-def send_victim(w: World, weth_in: int) -> str:
+def send_victim(w: World, weth_in: int, sender: str | None = None) -> str:
     """A WETH→USDC buy on uniswap-v2 through the real Router02, left pending (automine off):
     it leaves USDC dear there versus sushi-v2, which its backrun takes."""
     router = next(d.router for d in w.dep.v2 if d.name == "uniswap-v2")
     path = [w.dep.weth, w.dep.token("USDC").address]
+    me = sender or w.dep.deployer
     swap = encode_call(
-        "swapExactETHForTokens(uint256,address[],address,uint256)", 0, path, w.dep.deployer, 2**40
+        "swapExactETHForTokens(uint256,address[],address,uint256)", 0, path, me, 2**40
     )
     tx = {
-        "from": w.dep.deployer,
+        "from": me,
         "to": router,
         "data": "0x" + swap.hex(),
         "value": hex(weth_in),
@@ -476,6 +480,89 @@ async def test_auto_execution_backruns_a_pending_victim_right_behind_it(
     await wait_until(withdrawn, 15, "the backrun to be withdrawn")
     assert [t.id for t in store.list_trades(chain="ethereum").items] == [trade.id]
     assert execution.submitter.signer.signed == 1
+
+
+@pytest.mark.parametrize("running", [("live", False, "backrun")], indirect=True)
+async def test_a_backrun_is_priced_behind_a_pending_swap_ordered_ahead_of_its_trigger(
+    running: Running, w: World
+) -> None:
+    r = running
+    runtime = r.engine.runtimes["ethereum"]
+    uni = w.dep.pool("uniswap-v2", "WETH", "USDC")
+    sushi = w.dep.pool("sushi-v2", "WETH", "USDC")
+    published: list[Opportunity] = []
+    runtime.opportunity_listeners.append(published.extend)
+
+    def backrun(trigger: str) -> Opportunity | None:
+        found = None
+        for o in published:
+            if o.kind == "backrun" and str(o.trigger_tx).lower() == trigger:
+                found = o if o.status == "detected" else None
+        return found
+
+    def market_ready() -> bool:
+        pools = runtime.market.pools
+        return (
+            pools is not None
+            and pools.head is not None
+            and pools.info(uni.address) is not None
+            and pools.info(sushi.address) is not None
+            and runtime.services.heads.tracker.last is not None
+        )
+
+    await wait_until(market_ready, 30, "the market with both WETH/USDC pairs")
+    other = str(w.rpc.call("eth_accounts", [])[4])
+    before = weth_of(w, w.executor)
+    w.rpc.call("evm_setAutomine", [False])
+    try:
+        # Two swaps through uni's WETH/USDC pair with the same fees: the one seen first is
+        # ordered ahead of the other, which is the trigger.
+        ahead = send_victim(w, 15 * WEI, sender=other)
+        await wait_until(lambda: backrun(ahead) is not None, 20, "the first swap to be seen")
+        trigger = send_victim(w, 60 * WEI)
+
+        def priced() -> Opportunity | None:
+            found = backrun(trigger)
+            return found if found is not None and found.ahead_txs == (ahead,) else None
+
+        await wait_until(lambda: priced() is not None, 20, "the backrun priced behind both")
+        opportunity = priced()
+        assert opportunity is not None
+        assert opportunity.block_number == int(w.rpc.call("eth_blockNumber"), 16)
+        assert opportunity.to_json()["ahead_txs"] == [ahead]
+        trade = await r.engine.executions["ethereum"].execute(opportunity, None)
+        assert trade["status"] == "submitted", trade
+        ours = str(trade["tx_hashes"][-1]).lower()
+        w.rpc.call("evm_mine", [])
+    finally:
+        w.rpc.call("evm_setAutomine", [True])
+    store = r.engine.store
+
+    def included() -> bool:
+        row = store.get_trade(trade["id"])
+        return row is not None and row.status == "included"
+
+    await wait_until(included, 30, "the backrun to be included")
+    row = store.get_trade(trade["id"])
+    assert row is not None and row.block_number is not None and row.realized_profit is not None
+    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
+    assert [h.lower() for h in block["transactions"]] == [ahead, trigger, ours]
+    # the strategy's amounts are what the real block did: the executor (flash, nothing paid to
+    # the coinbase) grew by exactly the opportunity's gross profit, which the pipeline expected
+    assert opportunity.gross_profit > 0
+    assert row.realized_profit == row.expected_profit == opportunity.gross_profit
+    assert weth_of(w, w.executor) - before == row.realized_profit
+    receipt = w.rpc.call("eth_getTransactionReceipt", [ours])
+    outs = []  # what each pool of the path paid out, in order, from its Swap event
+    for log in receipt["logs"]:
+        data = bytes.fromhex(log["data"][2:])
+        words = [int.from_bytes(data[32 * i : 32 * i + 32], "big") for i in range(len(data) // 32)]
+        if log["topics"][0] == "0x" + SWAP_V2_TOPIC.hex():
+            outs.append(max(words[2], words[3]))  # amount0Out or amount1Out: one is zero
+        elif log["topics"][0] == "0x" + SWAP_V3_TOPIC.hex():
+            signed = [x - 2**256 if x >= 2**255 else x for x in words[:2]]
+            outs.append(-min(signed))  # the pool's negative delta is what it paid
+    assert outs == [h.amount_out for h in opportunity.path]
 
 
 @pytest.mark.parametrize("running", [("live", False)], indirect=True)

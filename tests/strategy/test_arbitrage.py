@@ -174,6 +174,7 @@ def test_opportunity_json_shape_and_stable_id() -> None:
         "gross_profit", "gas_estimate", "gas_price_wei", "gas_cost_wei", "net_profit_wei",
         "path", "trigger_tx", "status", "detected_at", "expires_at_block",
         "token_symbol", "token_decimals",  # added fields: display metadata of `token`
+        "ahead_txs",  # added: pending txs a backrun is priced after (before its trigger)
     ]  # fmt: skip
     assert data["kind"] == "arbitrage" and data["status"] == "detected"
     assert data["trigger_tx"] is None and data["expires_at_block"] == 125

@@ -80,6 +80,8 @@ class Opportunity(_Open):
     expires_at_block: int
     token_symbol: str | None = None
     token_decimals: int | None = None
+    # a backrun's: the pending transactions its amounts assume ahead of ``trigger_tx``, in order
+    ahead_txs: list[str] = Field(default_factory=list)
 
 
 class Trade(_Open):

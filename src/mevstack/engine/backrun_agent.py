@@ -24,6 +24,13 @@ are published again as ``expired``.  It learns that from a poll snapshot when on
 last looked; otherwise, once per new head, from one batched ``eth_getTransactionByHash`` over the
 triggers it tracks (mined: a ``blockNumber``; dropped or replaced: the node no longer knows the
 hash; a replacement that is itself a swap withdraws the old trigger at once, by sender and nonce).
+
+Each backrun is priced behind the pending swaps the next block will hold before its trigger
+(``strategy.backrun.block_order``): the worker keeps the pending swaps it tracks with the order it
+first saw them in, and orders them at the expected next base fee by the node's rule (anvil ranks
+by fee cap, other nodes by effective tip; told by ``web3_clientVersion``, asked once).  A swap
+that arrives or leaves between heads re-prices the tracked triggers that share a pool with it; at
+a new head every tracked trigger is re-priced anyway.
 """
 
 from __future__ import annotations
@@ -44,11 +51,13 @@ from mevstack.strategy.backrun import (
     ROUTER_FACTORY_SIGNATURE,
     BackrunBook,
     BackrunSearch,
+    OrderRule,
     Venues,
     Withdrawal,
+    block_order,
     learn_router,
 )
-from mevstack.strategy.mempool import decode_transaction, selector
+from mevstack.strategy.mempool import PendingSwap, decode_transaction, selector
 from mevstack.strategy.opportunity import Opportunity
 
 if TYPE_CHECKING:
@@ -331,6 +340,41 @@ class BackrunWorker:
         self._indexed = 0
         self._checked_head: int | None = None  # head at which tracked triggers were last known
         self._slots: dict[tuple[str, int], str] = {}  # (sender, nonce) of triggers -> hash
+        self._decoded: dict[str, PendingSwap] = {}  # tracked triggers, decoded
+        self._arrival: dict[str, int] = {}  # hash -> when first seen (a counter)
+        self._arrivals = 0
+        self.order_rule: OrderRule | None = None  # how the node orders a block; asked once
+
+    def _seen(self, swap: PendingSwap) -> int:
+        key = swap.tx_hash.lower()
+        if key not in self._arrival:
+            self._arrival[key] = self._arrivals
+            self._arrivals += 1
+        return self._arrival[key]
+
+    def _forget(self, hashes: Iterable[str]) -> set[str]:
+        """Stop tracking these triggers; the pools they named (whose backruns they priced)."""
+        pools: set[str] = set()
+        for h in hashes:
+            self.triggers.pop(h, None)
+            swap = self._decoded.pop(h, None)
+            self._arrival.pop(h, None)
+            if swap is not None:
+                pools |= self.search.pools_of(swap)
+        return pools
+
+    async def _order_rule(self) -> OrderRule:
+        if self.order_rule is None:
+            try:
+                version = await self.runtime.services.pool.request("web3_clientVersion", [])
+            except RpcError as exc:
+                log.warning("chain %s: web3_clientVersion failed: %s", self.runtime.name, exc)
+                return "effective_tip"  # asked again next time
+            # anvil's pool ranks by fee cap (its "fees" order, measured); geth and reth's miners
+            # by the effective tip
+            anvil = str(version).lower().startswith("anvil")
+            self.order_rule = "fee_cap" if anvil else "effective_tip"
+        return self.order_rule
 
     async def handle(self, tick: MempoolTick) -> int:
         from mevstack.engine.chain_runtime import PoolStates  # the runtime imports this module
@@ -349,26 +393,57 @@ class BackrunWorker:
         if pending is None and pools.head[0] != self._checked_head:
             pending = await self._still_pending()
         withdrawn: list[Opportunity] = []
+        moved_pools: set[str] = set()  # pools of swaps that arrived or left: their re-pricing
         if pending is not None:
             self._checked_head = pools.head[0]
             withdrawn = self._withdraw(self.book.retain(pending))
-            self.triggers = {h: tx for h, tx in self.triggers.items() if h in pending}
+            moved_pools |= self._forget([h for h in self.triggers if h not in pending])
             self._slots = {k: h for k, h in self._slots.items() if h in self.book}
-        withdrawn += self._replaced(txs)
-        if moved is None or moved:
-            # The head moved: backruns of triggers still pending are re-sized on the new state.
-            txs = [*self.triggers.values(), *txs]
+        replaced, left = self._replaced(txs)
+        withdrawn += replaced
+        moved_pools |= self._forget(left)
+        fresh = [
+            (tx, swap)
+            for tx in {str(t["hash"]).lower(): t for t in txs}.values()
+            if (swap := decode_transaction(tx)) is not None
+        ]
+        for _tx, swap in fresh:
+            self._seen(swap)
         gas = await runtime.current_gas()
         found: list[Opportunity] = []
         if gas is not None:
-            await self._learn_routers(tx.get("to") for tx in txs)
+            await self._learn_routers(tx.get("to") for tx, _swap in fresh)
+            for _tx, swap in fresh:
+                moved_pools |= self.search.pools_of(swap)
+            fresh_hashes = {swap.tx_hash.lower() for _tx, swap in fresh}
+            if moved is None or moved:
+                # The head moved: backruns of triggers still pending are re-sized on the new state.
+                again = [h for h in self.triggers if h not in fresh_hashes]
+            else:
+                # Between heads: a swap that came or went re-prices the triggers sharing a pool.
+                again = [
+                    h
+                    for h, swap in self._decoded.items()
+                    if h not in fresh_hashes
+                    and not moved_pools.isdisjoint(self.search.pools_of(swap))
+                ]
+            todo = [(self.triggers[h], self._decoded[h]) for h in again if h in self._decoded]
+            todo += fresh
+            # every pending swap known, first seen first, in the order the next block holds them
+            known = {**self._decoded, **{swap.tx_hash.lower(): swap for _tx, swap in fresh}}
+            arrived = sorted(known.values(), key=self._seen)
+            quote = runtime.services.gas.last
+            base_fee = 0
+            if quote is not None:
+                base_fee = quote.next_base_fee_wei or quote.base_fee_wei or 0
+            ordered = block_order(arrived, base_fee=base_fee, rule=await self._order_rule())
+            place = {swap.tx_hash.lower(): i for i, swap in enumerate(ordered)}
             block = pools.head[0]
             timestamp = header.timestamp + max(1, round(runtime.config.block_time))
             states = PoolStates(pools)
-            for tx in {str(t["hash"]).lower(): t for t in txs}.values():
-                swap = decode_transaction(tx)
-                if swap is None:
-                    continue
+            for tx, swap in todo:
+                key = swap.tx_hash.lower()
+                at = place.get(key)
                 result = self.search.search(
                     swap,
                     states,
@@ -376,26 +451,39 @@ class BackrunWorker:
                     timestamp=timestamp,
                     gas=gas,
                     detected_at=utc_now_iso(),
+                    ahead=[] if at is None else ordered[:at],
                 )
                 best = result.opportunities[:1]  # one backrun per trigger: they all compete
-                if result.effect is not None and len(self.triggers) < MAX_TRIGGERS:
-                    self.triggers[swap.tx_hash.lower()] = tx
+                if result.effect is not None and (
+                    key in self.triggers or len(self.triggers) < MAX_TRIGGERS
+                ):
+                    self.triggers[key] = tx
+                    self._decoded[key] = swap
                 withdrawn += self._withdraw(
                     self.book.track(swap.sender, swap.nonce, swap.tx_hash, [o.id for o in best])
                 )
-                self._slots[(swap.sender.lower(), swap.nonce)] = swap.tx_hash.lower()
+                self._slots[(swap.sender.lower(), swap.nonce)] = key
                 for opportunity in best:
                     old = self.active.get(opportunity.id)
                     self.active[opportunity.id] = opportunity
-                    if old is None or old.amount_in != opportunity.amount_in:
+                    if (
+                        old is None
+                        or old.amount_in != opportunity.amount_in
+                        or old.amount_out != opportunity.amount_out
+                        or old.ahead_txs != opportunity.ahead_txs
+                    ):
                         found.append(opportunity)
+        # only tracked swaps can be ahead of a later trigger: forget when the others came
+        self._arrival = {h: n for h, n in self._arrival.items() if h in self._decoded}
         await runtime.emit([*found, *withdrawn], pools.head[0])
         return len(found)
 
-    def _replaced(self, txs: Iterable[dict[str, Any]]) -> list[Opportunity]:
+    def _replaced(self, txs: Iterable[dict[str, Any]]) -> tuple[list[Opportunity], list[str]]:
         """Withdraw the triggers that a new transaction replaces (same sender and nonce), swap
-        or not: a cancellation is a plain transfer the search never looks at."""
+        or not: a cancellation is a plain transfer the search never looks at.  Returns the
+        withdrawn backruns and the replaced hashes."""
         out: list[Opportunity] = []
+        left: list[str] = []
         for tx in txs:
             try:
                 slot = (str(tx["from"]).lower(), int(str(tx["nonce"]), 0))
@@ -405,9 +493,9 @@ class BackrunWorker:
             if old is None or old == str(tx["hash"]).lower():
                 continue
             del self._slots[slot]
-            self.triggers.pop(old, None)
+            left.append(old)
             out += self._withdraw(self.book.dropped(old))
-        return out
+        return out, left
 
     async def _still_pending(self) -> frozenset[str] | None:
         """Which tracked triggers the node still has pending (None: it could not say).

@@ -11,13 +11,15 @@ active trade per opportunity, the first answer repeated for a repeated ``Idempot
 offer replaces a pending one, and the pipeline's gate — kill switch, mode, blocklist, limits —
 is checked when its turn comes, so a kill switch stops a pending auto-execution).
 
-A backrun's plan carries its trigger, read from the node when its turn comes
-(:mod:`mevstack.execution.trigger`): a trigger no longer pending is the refusal.  Auto-execution
-takes backruns as well as arbitrages: a backrun is offered while its trigger is pending and
-withdrawn (published ``expired``) once it is mined, dropped or replaced; one that is picked in
-the meantime is refused by the trigger check, never sent alone.  After a trade, whatever was
-priced on the market before the trade's block is dropped (the trade moved it; an arbitrage and
-a backrun through the same pools conflict), and what was priced on the new market stays.
+A backrun's plan carries its trigger and the pending transactions it was priced behind
+(``ahead_txs``), read from the node when its turn comes (:mod:`mevstack.execution.trigger`): a
+trigger no longer pending, or an ahead transaction dropped or replaced, is the refusal.
+Auto-execution takes backruns as well as arbitrages: a backrun is offered while its trigger is
+pending and withdrawn (published ``expired``) once it is mined, dropped or replaced; one that is
+picked in the meantime is refused by the trigger check, never sent alone.  After a trade,
+whatever was priced on the market before the trade's block is dropped (the trade moved it; an
+arbitrage and a backrun through the same pools conflict), and what was priced on the new market
+stays.
 
 Only the lease holder signs: the Signer and the Pipeline check the lease before every signature
 and send, and a replica that acquires the lease reconciles every chain's in-flight trades first.
@@ -56,7 +58,7 @@ from mevstack.execution.routes import (
 )
 from mevstack.execution.tracker import Tracker, refresh_native_balance
 from mevstack.execution.trading_state import TradingState
-from mevstack.execution.trigger import TriggerGone, load_trigger
+from mevstack.execution.trigger import TriggerGone, load_ahead, load_trigger
 from mevstack.market.state import PoolStore
 from mevstack.store import NotFound, Store, Trade
 from mevstack.store.store import Conflict as StoreConflict
@@ -319,7 +321,8 @@ class ChainExecution:
             if short is None and opportunity.kind == "backrun" and opportunity.trigger_tx:
                 try:
                     trigger = await load_trigger(self.rpc, opportunity.trigger_tx)
-                    plan = Plan.backrun(plan, trigger)
+                    ahead = await load_ahead(self.rpc, opportunity.ahead_txs)
+                    plan = Plan.backrun(plan, trigger, ahead)
                 except TriggerGone as exc:  # dropped, replaced or already mined
                     short = str(exc)
         if short is not None:

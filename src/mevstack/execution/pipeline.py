@@ -3,7 +3,9 @@
 Order of one execution (:meth:`Pipeline.execute`):
 
 1. the trading state's risk check (kill switch, mode, pause, blocklist, limits);
-2. the executor's simulation in the next block's context (``prepare_execute``); refused unless it
+2. the executor's simulation in the next block's context (``prepare_execute``; for a backrun
+   ``[ahead..., trigger, backrun]``: the pending transactions it was priced behind, then its
+   trigger, see :mod:`mevstack.execution.trigger`); refused unless it
    succeeds with ``net = balance change − gas_limit × max_fee − 2 × L1 fee ≥ min_net_profit_wei``
    (the gas is priced at the worst case the transaction can pay; the L1 data fee, OP stack only,
    from the GasPriceOracle).  The contract's ``min_profit`` is then set
@@ -26,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +49,13 @@ from mevstack.execution.simulate import (
     simulate_execute,
 )
 from mevstack.execution.trading_state import TradingState
-from mevstack.execution.trigger import Trigger, TriggerGone, backrun_fees, pending_trigger
+from mevstack.execution.trigger import (
+    Ahead,
+    Trigger,
+    TriggerGone,
+    backrun_fees,
+    pending_trigger,
+)
 from mevstack.store import NotFound, Store, Trade
 
 L1_FEE_HEADROOM = 2
@@ -78,14 +86,28 @@ class Plan:
     trigger: TxRequest | None = None  # a backrun's trigger, simulated first
     trigger_raw: str | None = None  # and sent first in the bundle
     trigger_hash: str | None = None  # re-checked as still pending right before the send
+    # pending transactions a node orders before the trigger, which the backrun was priced
+    # behind: simulated in front of it (hashes and requests, in block order)
+    ahead: tuple[TxRequest, ...] = ()
+    ahead_hashes: tuple[str, ...] = ()
     token_symbol: str | None = None  # the start token's, copied onto the trade for clients
     token_decimals: int | None = None
 
     @classmethod
-    def backrun(cls, plan: Plan, trigger: Trigger) -> Plan:
+    def backrun(cls, plan: Plan, trigger: Trigger, ahead: Sequence[Ahead] = ()) -> Plan:
         return dataclasses.replace(
-            plan, trigger=trigger.request, trigger_raw=trigger.raw, trigger_hash=trigger.hash
+            plan,
+            trigger=trigger.request,
+            trigger_raw=trigger.raw,
+            trigger_hash=trigger.hash,
+            ahead=tuple(a.request for a in ahead),
+            ahead_hashes=tuple(a.hash for a in ahead),
         )
+
+    @property
+    def before(self) -> list[TxRequest]:
+        """What runs in front of the executor call in the same block."""
+        return [] if self.trigger is None else [*self.ahead, self.trigger]
 
 
 def tx_dict(chain_id: int, tx: TxRequest, nonce: int) -> dict[str, Any]:
@@ -174,7 +196,7 @@ class Pipeline:
             args=args,
             priority_fee=priority_fee,
             block_time=self.chain.block_time,
-            before=[plan.trigger] if plan.trigger is not None else [],
+            before=plan.before,
         )
         if plan.trigger is not None:
             max_fee, _ = backrun_fees(
@@ -201,8 +223,7 @@ class Pipeline:
         args = dataclasses.replace(args, min_profit=worst_gas_cost + self.chain.min_net_profit_wei)
         tx = dataclasses.replace(tx, data=encode_execute(args))
         context = await next_block_context(self.rpc, block_time=self.chain.block_time)
-        before = [plan.trigger] if plan.trigger is not None else []
-        sim = await simulate_execute(self.rpc, tx, args, context=context, before=before)
+        sim = await simulate_execute(self.rpc, tx, args, context=context, before=plan.before)
         if not sim.success:
             return await self._refuse(plan, f"final simulation reverted: {sim.revert_reason}", sim)
         trade = Trade(

@@ -11,18 +11,24 @@ trigger's at any base fee, and whenever the backrun can pay the base fee the tri
 a block ordered by effective tip never puts the backrun in front of its trigger.  On a public
 route the trigger must also still be pending at our node right before the send (the pipeline
 re-checks), so the backrun never reaches the mempool ahead of it.
+
+Ahead transactions (:func:`load_ahead`): the other pending transactions the strategy priced the
+backrun behind (a node orders them before the trigger).  Each is read again by hash: one still
+pending is simulated in front of the trigger; one mined since is already in the state the
+simulation starts from; one the node no longer knows was dropped or replaced by a transaction we
+cannot see, so the backrun's price is unknown and it is refused (:class:`AheadUnknown`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from mevstack.chain.errors import RpcResponseError
+from mevstack.chain.errors import RpcError, RpcResponseError
 from mevstack.chain.rpc import JsonRpc
 from mevstack.errors import MevstackError
 from mevstack.execution.simulate import TxRequest
@@ -30,6 +36,10 @@ from mevstack.execution.simulate import TxRequest
 
 class TriggerGone(MevstackError):
     """The trigger is no longer pending (dropped, replaced or mined): the backrun is moot."""
+
+
+class AheadUnknown(TriggerGone):
+    """A transaction the backrun was priced behind was dropped or replaced: no price holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +108,34 @@ def backrun_fees(trigger: TxRequest, *, max_fee: int, priority_fee: int) -> tupl
     return min(max_fee, trigger.max_fee_per_gas), min(
         priority_fee, trigger.max_priority_fee_per_gas
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    hash: str
+    request: TxRequest  # as the simulator runs it, in front of the trigger
+
+
+async def load_ahead(rpc: JsonRpc, tx_hashes: Sequence[str]) -> tuple[Ahead, ...]:
+    """The still-pending ones of ``tx_hashes`` (in their order), read in one batch; mined ones
+    are left out (the latest state holds them); an unknown one is :class:`AheadUnknown`."""
+    if not tx_hashes:
+        return ()
+    answers = await rpc.batch([("eth_getTransactionByHash", [h]) for h in tx_hashes])
+    out: list[Ahead] = []
+    for tx_hash, tx in zip(tx_hashes, answers, strict=True):
+        if isinstance(tx, RpcError):
+            raise MevstackError(f"ahead transaction {tx_hash}: the node did not answer: {tx}")
+        if not isinstance(tx, Mapping):
+            raise AheadUnknown(
+                f"ahead transaction {tx_hash} is no longer known to the node (dropped or "
+                "replaced): the backrun's price is unknown"
+            )
+        if tx.get("blockNumber"):
+            continue
+        try:
+            request = trigger_request(tx)
+        except TriggerGone as exc:  # a contract creation: not a swap we priced
+            raise AheadUnknown(f"ahead transaction {tx_hash}: {exc}") from None
+        out.append(Ahead(hash=tx_hash.lower(), request=request))
+    return tuple(out)

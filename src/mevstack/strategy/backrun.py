@@ -15,17 +15,31 @@ checked: the sender's balance and allowance (the simulation of ``[trigger, backr
 signing catches those) and that tokens transfer exactly (the registry admits no fee-on-transfer
 token).
 
-*Searching* reuses the arbitrage scanner restricted to the cycles through the pools the trigger
-changed, on the post-trigger state; those pools are never used to value a profit.  The backrun
-scanner keeps its own rate table: it holds post-trigger rates for the last trigger's pools, which
-are put back to the head state before the next search.
+*Ordering* (:func:`block_order`): the trigger does not meet the head state but the state after
+the pending transactions a node puts in front of it.  Nodes fill a block from the sender-ordered
+queues of their pool, taking at each step the best head by a price, ties going to the one seen
+first; a sender's transactions come in nonce order whatever their prices.  The price depends on
+the node (:data:`OrderRule`): geth's and reth's miners use the effective tip at the block's base
+fee; anvil 1.7 (``--order fees``, its default) uses the fee cap (``maxFeePerGas``, or
+``gasPrice``), which we measured on it.  A transaction whose fee cap is below the base fee waits,
+and so do its sender's later ones.
+
+*Searching* applies, in block order, the pending swaps ordered ahead of the trigger that touch the
+pools of interest (the trigger's and the backrun's path, and, transitively, any pool an applied
+swap shares with them), skipping one that would revert (it is included reverted and moves no
+pool) or cannot be applied exactly; then the trigger; then reuses the arbitrage scanner
+restricted to the cycles through the pools the trigger changed, on that state.  Every pool changed
+on the way is never used to value a profit.  An opportunity is kept only if no other ahead swap
+reaches its path; it names the applied swaps (``ahead_txs``), which the pipeline simulates in
+front of the trigger.  The backrun scanner keeps its own rate table: it holds hypothetical rates
+for the last search's pools, which are put back to the head state before the next search.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
-from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -42,6 +56,7 @@ from mevstack.strategy.pools import PoolModel
 from mevstack.strategy.valuation import GasInputs
 
 _FEE_DENOMINATOR = 10_000
+_NAMED_CACHE = 50_000  # transactions whose pools are remembered (all forgotten past it)
 
 
 class NoBackrun(MevstackError):
@@ -404,6 +419,110 @@ def apply_trigger(
     return TriggerEffect(dict(run.touched), tuple(run.swaps))
 
 
+def pools_named(pending: PendingSwap, directory: PoolDirectory, venues: Venues) -> frozenset[str]:
+    """The indexed pools ``pending`` names (keyed as states are), whatever the state: routers name
+    them by tokens (and fee), direct calls by address.  Pools we do not index are left out."""
+    found: set[str] = set()
+    for intent in pending.swaps:
+        if intent.venue == "uniswap_v2_router":
+            dex = venues.v2_dex(intent.target)
+            tokens = [t for t in intent.tokens if t is not None]
+            for a, b in itertools.pairwise(tokens):
+                pair = None if dex is None else directory.v2_pair(dex, a, b)
+                if pair is not None:
+                    found.add(pair)
+        elif intent.venue == "uniswap_v3_router":
+            dex = venues.v3_dex(intent.target)
+            for hop in intent.path:
+                if dex is None or hop.token_in is None or hop.token_out is None or hop.fee is None:
+                    continue
+                pool = directory.v3_pool(dex, hop.token_in, hop.token_out, hop.fee)
+                if pool is not None:
+                    found.add(pool)
+        else:
+            key = directory.key(intent.target)
+            if key is not None:
+                found.add(key)
+    return frozenset(found)
+
+
+OrderRule = Literal["effective_tip", "fee_cap"]
+
+
+def order_price(pending: PendingSwap, *, base_fee: int, rule: OrderRule) -> int | None:
+    """What a node ranks ``pending`` by in a block with ``base_fee``; ``None`` when its fee cap
+    is below the base fee (it cannot be included)."""
+    if pending.max_fee_per_gas < base_fee:
+        return None
+    if rule == "fee_cap":
+        return pending.max_fee_per_gas
+    return min(pending.max_priority_fee_per_gas, pending.max_fee_per_gas - base_fee)
+
+
+def block_order(
+    arrived: Sequence[PendingSwap], *, base_fee: int, rule: OrderRule = "effective_tip"
+) -> list[PendingSwap]:
+    """``arrived`` (pending transactions, first seen first) in the order a node puts them in the
+    next block with ``base_fee``: the best-priced sender queue head first, ties to the earlier
+    seen, each sender's transactions in nonce order.  Those that cannot be included (fee cap
+    below the base fee, or behind such a transaction of their sender) are left out."""
+    queues: dict[str, list[tuple[int, int, PendingSwap]]] = {}
+    for seen, pending in enumerate(arrived):
+        queues.setdefault(pending.sender.lower(), []).append((pending.nonce, seen, pending))
+    heads: list[tuple[int, int, str]] = []  # (-price, seen, sender)
+
+    def push(sender: str) -> None:
+        queue = queues[sender]
+        if not queue:
+            return
+        _nonce, seen, pending = queue[0]
+        price = order_price(pending, base_fee=base_fee, rule=rule)
+        if price is not None:
+            heapq.heappush(heads, (-price, seen, sender))
+
+    for sender, queue in queues.items():
+        queue.sort(key=lambda item: (item[0], item[1]))
+        push(sender)
+    out: list[PendingSwap] = []
+    while heads:
+        _price, _seen, sender = heapq.heappop(heads)
+        out.append(queues[sender].pop(0)[2])
+        push(sender)
+    return out
+
+
+def ahead_of(
+    trigger: PendingSwap,
+    arrived: Sequence[PendingSwap],
+    *,
+    base_fee: int,
+    rule: OrderRule = "effective_tip",
+) -> list[PendingSwap]:
+    """The transactions of ``arrived`` (first seen first; the trigger among them or not, then as
+    seen last) that the next block holds before ``trigger``, in that order."""
+    wanted = trigger.tx_hash.lower()
+    listed = [p for p in arrived if p.tx_hash.lower() != wanted]
+    at = next((i for i, p in enumerate(arrived) if p.tx_hash.lower() == wanted), len(arrived))
+    ordered = block_order([*listed[:at], trigger, *listed[at:]], base_fee=base_fee, rule=rule)
+    position = next((i for i, p in enumerate(ordered) if p.tx_hash.lower() == wanted), None)
+    return [] if position is None else ordered[:position]
+
+
+def reaching(
+    ahead: Sequence[PendingSwap], named: Sequence[frozenset[str]], pools: Iterable[str]
+) -> list[int]:
+    """Indexes of the ``ahead`` swaps (block order; ``named``: the lower-case pools each one
+    names) that can change ``pools`` before the trigger: those naming one of them, and, going
+    back, those naming a pool of a swap already kept."""
+    interest = {p.lower() for p in pools}
+    kept: list[int] = []
+    for i in range(len(ahead) - 1, -1, -1):
+        if not interest.isdisjoint(named[i]):
+            kept.append(i)
+            interest.update(p.lower() for p in named[i])
+    return kept[::-1]
+
+
 class _BackrunScanner(ArbitrageScanner):
     """The arbitrage scanner plus a way to reset rates without evaluating any cycle."""
 
@@ -430,12 +549,26 @@ class BackrunSearch:
         self.directory = PoolDirectory()
         self._scanner = _BackrunScanner(terms, models)
         self._stale: set[str] | None = None  # pools whose screen rates lag the head; None: all
+        self._named: dict[str, tuple[Venues, frozenset[str]]] = {}  # tx hash -> pools it names
 
     def add_pools(self, pools: Iterable[Any]) -> int:
         """Index newly discovered pools; returns how many new cycles they complete."""
         listed = list(pools)
         self.directory.add(listed)
         return self._scanner.add_pools(listed)
+
+    def pools_of(self, pending: PendingSwap) -> frozenset[str]:
+        """:func:`pools_named`, lower-cased, remembered per transaction while the routers known
+        stay the same (a mempool's swaps are looked at again at every head)."""
+        key = pending.tx_hash.lower()
+        cached = self._named.get(key)
+        if cached is not None and cached[0] is self.venues:
+            return cached[1]
+        if len(self._named) >= _NAMED_CACHE:
+            self._named.clear()
+        pools = frozenset(p.lower() for p in pools_named(pending, self.directory, self.venues))
+        self._named[key] = (self.venues, pools)
+        return pools
 
     def on_block(self, changed: Iterable[str] | None) -> None:
         """The head moved: ``changed`` pools (``None``: all, e.g. after a rollback) changed."""
@@ -455,38 +588,108 @@ class BackrunSearch:
         detected_at: str,
         blocked_tokens: frozenset[str] = frozenset(),
         v2_balances: Mapping[str, tuple[int, int]] | None = None,
+        ahead: Sequence[PendingSwap] = (),
     ) -> BackrunResult:
         """Backruns of ``pending`` on the head ``states`` (stamped ``block_number``), in a next
-        block at ``timestamp``.  Opportunities carry ``block_number`` and amounts on the state
-        after the trigger."""
-        try:
-            effect = apply_trigger(
-                pending,
-                states,
-                self.directory,
-                self.venues,
-                timestamp=timestamp,
-                v2_balances=v2_balances,
-            )
-        except NoBackrun as exc:
-            return BackrunResult([], None, str(exc))
+        block at ``timestamp``, behind the ``ahead`` swaps (:func:`ahead_of`, in block order).
+        Opportunities carry ``block_number``, the ahead swaps applied (``ahead_txs``) and
+        amounts on the state after those and the trigger (see the module docstring)."""
+        named = [self.pools_of(a) for a in ahead]
+        seeds = set(self.pools_of(pending))
         scanner = self._scanner
-        scanner.sync_rates(states, None if self._stale is None else sorted(self._stale))
-        changed = effect.changed
-        post: ChainMap[str, Any] = ChainMap(dict(effect.states), dict(states))
-        found = scanner.scan(
-            post,
-            block_number=block_number,
-            gas=gas,
-            detected_at=detected_at,
-            changed=sorted(changed),
-            kind="backrun",
-            trigger_tx=pending.tx_hash,
-            untouchable=changed,
-            blocked_tokens=blocked_tokens,
-        )
-        self._stale = set(changed)  # their rates now describe the hypothetical post state
-        return BackrunResult(found, effect)
+        effect: TriggerEffect | None = None
+        # The pools of interest start as the trigger's; when the best path found also crosses a
+        # pool that other ahead swaps reach, it is priced again with those applied (at most
+        # three rounds; then only the paths priced on everything that reaches them are kept).
+        for rounds_left in (2, 1, 0):
+            last = rounds_left == 0
+            kept = reaching(ahead, named, seeds)
+            overlay: dict[str, Any] = {}
+            applied: list[str] = []
+            for i in kept:
+                try:
+                    moved = apply_trigger(
+                        ahead[i],
+                        _Over(overlay, states),
+                        self.directory,
+                        self.venues,
+                        timestamp=timestamp,
+                        v2_balances=_untouched(v2_balances, overlay),
+                    )
+                except NoBackrun:
+                    continue  # reverted (moves no pool) or beyond exact modelling
+                overlay.update(moved.states)
+                applied.append(ahead[i].tx_hash.lower())
+            try:
+                effect = apply_trigger(
+                    pending,
+                    _Over(overlay, states),
+                    self.directory,
+                    self.venues,
+                    timestamp=timestamp,
+                    v2_balances=_untouched(v2_balances, overlay),
+                )
+            except NoBackrun as exc:
+                return BackrunResult([], None, str(exc))
+            changed = effect.changed
+            moved_all = frozenset(overlay) | changed
+            # read through to ``states`` in any address case, as the scanner's index may differ
+            post = _Over({**overlay, **effect.states}, states)
+            scanner.sync_rates(states, None if self._stale is None else sorted(self._stale))
+            scanner.sync_rates(post, sorted(moved_all - changed))
+            found = scanner.scan(
+                post,
+                block_number=block_number,
+                gas=gas,
+                detected_at=detected_at,
+                changed=sorted(changed),
+                kind="backrun",
+                trigger_tx=pending.tx_hash,
+                untouchable=moved_all,
+                blocked_tokens=blocked_tokens,
+            )
+            self._stale = set(moved_all)  # their rates now describe the hypothetical state
+            covered = set(kept)
+            exact = [
+                replace(o, ahead_txs=tuple(applied))
+                for o in found
+                if set(reaching(ahead, named, seeds | {h.pool for h in o.path})) <= covered
+            ]
+            if not found or (exact and exact[0].id == found[0].id) or last:
+                reason = None if exact or not found else "other pending swaps reach every path"
+                return BackrunResult(exact, effect, reason)
+            # the best path was not priced on all that reaches it: price it again with it
+            seeds |= {h.pool for h in found[0].path}
+        raise AssertionError("unreachable: the last round returns")
+
+
+class _Over(Mapping[str, Any]):
+    """``top`` over ``base``, read-only, in any address case (``base`` keeps its own rules)."""
+
+    def __init__(self, top: Mapping[str, Any], base: Mapping[str, Any]) -> None:
+        self._top = {k.lower(): v for k, v in top.items()}
+        self._base = base
+
+    def __getitem__(self, key: str) -> Any:
+        state = self._top.get(key.lower())
+        return self._base[key] if state is None else state
+
+    def __iter__(self) -> Iterator[str]:
+        listed = {k.lower(): k for k in self._base}
+        return iter([*listed.values(), *(k for k in self._top if k not in listed)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _untouched(
+    balances: Mapping[str, tuple[int, int]] | None, overlay: Mapping[str, Any]
+) -> Mapping[str, tuple[int, int]] | None:
+    """Head token balances of the pairs no earlier swap moved (a moved pair's are unknown)."""
+    if balances is None or not overlay:
+        return balances
+    moved = {k.lower() for k in overlay}
+    return {k: v for k, v in balances.items() if k.lower() not in moved}
 
 
 WithdrawReason = Literal["replaced", "dropped", "mined", "gone"]

@@ -80,6 +80,9 @@ class Opportunity:
     # stay integers in the token's base units either way.
     token_symbol: str | None = None
     token_decimals: int | None = None
+    # A backrun's amounts are on the state after these pending txs (hashes, in the order the
+    # next block will hold them: those a node orders ahead of ``trigger_tx``), then the trigger.
+    ahead_txs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.gross_profit != self.amount_out - self.amount_in:
@@ -114,6 +117,7 @@ class Opportunity:
             "expires_at_block": self.expires_at_block,
             "token_symbol": self.token_symbol,
             "token_decimals": self.token_decimals,
+            "ahead_txs": list(self.ahead_txs),
         }
 
 
