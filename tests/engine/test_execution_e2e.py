@@ -391,6 +391,57 @@ def send_victim(w: World, weth_in: int, sender: str | None = None) -> str:
     return str(w.rpc.call("eth_sendTransaction", [tx])).lower()
 
 
+@pytest.mark.parametrize("running", [("live", False, "backrun")], indirect=True)
+async def test_a_live_backrun_is_executed_through_the_api_by_its_id(
+    running: Running, w: World
+) -> None:
+    """The backrun agent's live backruns are what POST /execute can take by id (they are not
+    in the arbitrage book); it goes out behind its trigger and is included right after it."""
+    r = running
+    runtime = r.engine.runtimes["ethereum"]
+    uni = w.dep.pool("uniswap-v2", "WETH", "USDC").address
+
+    def market_ready() -> bool:
+        pools = runtime.market.pools
+        return pools is not None and pools.head is not None and pools.info(uni) is not None
+
+    await wait_until(market_ready, 30, "the market with the WETH/USDC pair")
+    before = weth_of(w, w.executor)
+    w.rpc.call("evm_setAutomine", [False])
+    try:
+        victim = send_victim(w, 100 * WEI)
+
+        def live() -> str | None:
+            for ident, o in runtime.backruns.items():
+                if (o.trigger_tx or "").lower() == victim:
+                    return ident
+            return None
+
+        await wait_until(lambda: live() is not None, 20, "the backrun of the victim")
+        ident = live()
+        assert ident is not None
+        answer = await r.client.post(f"/api/mev/opportunities/{ident}/execute")
+        assert answer.status_code == 202, answer.text
+        trade = answer.json()["data"]
+        assert trade["status"] == "submitted" and trade["opportunity_id"] == ident
+        w.rpc.call("evm_mine", [])
+    finally:
+        w.rpc.call("evm_setAutomine", [True])
+    store = r.engine.store
+
+    def included() -> bool:
+        row = store.get_trade(trade["id"])
+        return row is not None and row.status == "included"
+
+    await wait_until(included, 30, "the backrun to be included")
+    row = store.get_trade(trade["id"])
+    assert row is not None and row.block_number is not None and row.realized_profit is not None
+    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
+    assert [h.lower() for h in block["transactions"]] == [victim, trade["tx_hashes"][-1].lower()]
+    assert row.realized_profit > 0 and row.realized_profit == row.expected_profit
+    assert weth_of(w, w.executor) - before == row.realized_profit
+
+
 # backrun only: no arbitrage strategy runs, so nothing else competes for the auto turn
 @pytest.mark.parametrize("running", [("live", True, "backrun")], indirect=True)
 async def test_auto_execution_backruns_a_pending_victim_right_behind_it(

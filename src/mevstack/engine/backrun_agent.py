@@ -334,7 +334,9 @@ class BackrunWorker:
         config = runtime.config
         self.search = BackrunSearch(ChainTerms.from_config(config), Venues(config.wrapped_native))
         self.book = BackrunBook()
-        self.active: dict[str, Opportunity] = {}
+        # the runtime's dict (execute requests look there); a restarted agent starts afresh
+        self.active: dict[str, Opportunity] = runtime.backruns
+        self.active.clear()
         self.triggers: dict[str, dict[str, Any]] = {}  # pending swaps (hash -> tx) to re-size
         self._routers: set[str] = set()  # every `to` already asked for its factory
         self._indexed = 0

@@ -415,6 +415,8 @@ class ChainRuntime:
         self.market = Market(config, self.services.pool)
         self.consumer = self.services.heads.register(self.market.log_filter())
         self.book = OpportunityBook()
+        # live backruns by id, kept by the backrun agent: what an execute request can take
+        self.backruns: dict[str, Opportunity] = {}
         self.scan_times = ScanTimes()
         self.last_scanned: tuple[int, float] | None = None
         self.published = 0

@@ -275,7 +275,9 @@ class Engine(StoreView):
 
     async def execute(self, opportunity_id: str, idempotency_key: str | None) -> JsonObject:
         for name, runtime in self.runtimes.items():
-            opportunity = runtime.book.active.get(opportunity_id)
+            opportunity = runtime.book.active.get(opportunity_id) or runtime.backruns.get(
+                opportunity_id
+            )
             if opportunity is None:
                 continue
             execution = self.executions.get(name)
