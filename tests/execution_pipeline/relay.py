@@ -7,6 +7,7 @@ It serves JSON-RPC over HTTP on a free port.  Every request must carry a valid
 block: automine off, the raw transactions sent in order, ``evm_mine``, automine on.  The node must
 run with ``--order fifo`` so that the block keeps the bundle's order.
 
+``received`` records every valid bundle as (target block, its transaction hashes in order).
 ``lose_blocks = n`` makes the next ``n`` target blocks go to "another builder": the block is mined
 without the bundle, so the sender has to retarget.  ``eth_sendRawTransaction`` (the private
 route) is forwarded to the node.
@@ -51,6 +52,7 @@ class LocalRelay:
     lose_blocks: int = 0
     included: list[IncludedBundle] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
+    received: list[tuple[int, list[str]]] = field(default_factory=list)
     requests: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _server: uvicorn.Server | None = None
@@ -118,6 +120,7 @@ class LocalRelay:
             head = int(await self._node("eth_blockNumber", []), 16)
             if block <= head:
                 raise BadParams(f"blockNumber {block} is not in the future (head {head})")
+            self.received.append((block, hashes))
             while head + 1 < block:  # time passes until the target slot
                 await self._node("evm_mine", [])
                 head += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from mevstack.execution.routes import (
 )
 from mevstack.execution.tracker import Tracker, refresh_native_balance
 from mevstack.execution.trading_state import TradingState
-from mevstack.execution.trigger import TriggerGone, load_trigger
+from mevstack.execution.trigger import TriggerGone, load_ahead, load_trigger
 from mevstack.store import Store
 from tests.execution_pipeline.relay import LocalRelay
 
@@ -271,7 +271,13 @@ class DiesBeforeSending:
     kind = "public"
 
     async def submit(
-        self, raws: Sequence[str], *, watch: str, target_block: int, expires_at_block: int
+        self,
+        raws: Sequence[str],
+        *,
+        watch: str,
+        target_block: int,
+        expires_at_block: int,
+        droppable: Collection[str] = (),
     ) -> SubmitOutcome:
         raise SystemExit("killed")
 
@@ -442,7 +448,7 @@ async def test_the_kill_switch_stops_an_auto_execution_already_past_the_gate(
     assert e.nonces.next_nonce == int(nonce_before, 16)
 
 
-def send_victim(s: Setup) -> str:
+def send_victim(s: Setup, value: int = 50 * WEI, sender: str | None = None) -> str:
     """The gap-opening swap of :func:`open_gap`, left pending (automine off), tipping 2 gwei."""
     usdc = s.d.token("USDC").address
     swap = encode_call(
@@ -454,10 +460,10 @@ def send_victim(s: Setup) -> str:
     )
     s.sync.call("evm_setAutomine", [False])
     tx = {
-        "from": s.d.deployer,
+        "from": sender or s.d.deployer,
         "to": s.d.v2[0].router,
         "data": hexdata(swap),
-        "value": hex(50 * WEI),
+        "value": hex(value),
         "gas": hex(400_000),
         "maxFeePerGas": hex(100 * GWEI),
         "maxPriorityFeePerGas": hex(2 * GWEI),
@@ -482,15 +488,22 @@ async def test_backrun_lands_as_a_bundle_right_after_its_pending_trigger(
     args = arb_args(s)
     route = BundleRoute([devnet_relay.url], RELAY_AUTH, s.rpc, block_time=1.0)
     e = engine(s, sqlite_store, route=route)
+    # another swap through the same pair, same fees, seen first: a node orders it ahead of the
+    # trigger, so the backrun is priced behind both and the bundle must carry both
+    other = str(s.sync.call("eth_accounts", [])[4])
+    ahead_hash = send_victim(s, 10 * WEI, sender=other)
     victim = send_victim(s)
     trigger = await load_trigger(s.rpc, victim)
     assert trigger.hash == victim and trigger.request.max_priority_fee_per_gas == 2 * GWEI
+    ahead = await load_ahead(s.rpc, [ahead_hash])
+    assert [a.hash for a in ahead] == [ahead_hash]
+    assert ahead[0].raw == await s.rpc.request("eth_getRawTransactionByHash", [ahead_hash])
     # without its trigger the path has no gap: the gate refuses it
     alone = await e.pipeline.execute(plan(s, args), candidate=candidate(s, args))
     assert alone.trade is None and alone.refused is not None
     assert alone.refused.startswith("simulation reverted")
     before = await weth_of(s, s.executor)
-    backrun = Plan.backrun(plan(s, args), trigger)
+    backrun = Plan.backrun(plan(s, args), trigger, ahead)
     outcome = await e.pipeline.execute(backrun, candidate=candidate(s, args))
     assert outcome.refused is None and outcome.trade is not None, outcome.refused
     assert outcome.trade.route == "bundle" and outcome.signed is not None
@@ -500,9 +513,12 @@ async def test_backrun_lands_as_a_bundle_right_after_its_pending_trigger(
     assert int(sent["maxFeePerGas"], 16) <= 100 * GWEI
     trade = await e.tracker.wait(outcome.trade.id)
     assert trade.status == "included"
+    order = [ahead_hash, victim, outcome.signed.hash]
+    assert devnet_relay.received == [(trade.block_number, order)]
+    assert devnet_relay.included[-1].tx_hashes == order
+    assert trade.tx_hashes == tuple(order)
     block = await s.rpc.request("eth_getBlockByNumber", [hex(trade.block_number or 0), False])
-    assert block["transactions"] == [victim, outcome.signed.hash]
-    assert devnet_relay.included[-1].tx_hashes == [victim, outcome.signed.hash]
+    assert block["transactions"] == order
     after = await weth_of(s, s.executor)
     assert trade.realized_profit is not None and trade.realized_profit > 0
     assert after - before == trade.realized_profit == trade.expected_profit
@@ -527,5 +543,17 @@ async def test_backrun_is_refused_when_its_trigger_is_mined_or_dropped_before_th
         assert s.sync.call("anvil_dropTransaction", [dropped]) is not None
         with pytest.raises(TriggerGone, match="dropped or replaced"):
             await load_trigger(s.rpc, dropped)
+        # a transaction it was priced behind is dropped before the send: no price holds
+        other = str(s.sync.call("eth_accounts", [])[4])
+        ahead_hash = send_victim(s, 10 * WEI, sender=other)
+        victim = send_victim(s)
+        backrun = Plan.backrun(
+            plan(s, args), await load_trigger(s.rpc, victim), await load_ahead(s.rpc, [ahead_hash])
+        )
+        assert s.sync.call("anvil_dropTransaction", [ahead_hash]) is not None
+        outcome = await e.pipeline.execute(backrun, candidate=candidate(s, args))
+        assert outcome.trade is None and outcome.refused is not None
+        assert f"ahead transaction {ahead_hash} is no longer known" in outcome.refused
+        assert e.pipeline.submitter.signer.signed == 0
     finally:
         s.sync.call("evm_setAutomine", [True])

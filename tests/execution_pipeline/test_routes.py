@@ -99,7 +99,7 @@ async def test_relay_rejects_bad_signatures_and_bad_bundles(
         )
         answer = await _post(relay.url, body, sign_body(AUTH, body))
         assert answer["error"]["code"] == -32602, params
-    assert relay.included == [] and relay.lost == []
+    assert relay.included == [] and relay.lost == [] and relay.received == []
     assert int(await chain.request("eth_blockNumber", []), 16) == head
 
 
@@ -110,11 +110,18 @@ def _signer(account: LocalAccount, gate: SigningGate | None = None) -> Signer:
 async def test_backrun_bundle_lands_in_order_after_retargeting(
     chain: RpcClient, relay: LocalRelay, accounts: list[LocalAccount]
 ) -> None:
-    victim, operator = accounts[0], accounts[1]
-    victim_nonce = int(
-        await chain.request("eth_getTransactionCount", [victim.address, "pending"]), 16
-    )
-    trigger = raw_of(victim, transfer(victim_nonce, tip=GWEI))
+    victim, operator, early, late = accounts
+
+    async def next_nonce(account: LocalAccount) -> int:
+        return int(await chain.request("eth_getTransactionCount", [account.address, "pending"]), 16)
+
+    trigger = raw_of(victim, transfer(await next_nonce(victim), tip=GWEI))
+    # the backrun was priced behind two pending transactions: ``early`` is also in the public
+    # mempool and gets mined in a slot the bundle misses, ``late`` only travels in the bundle
+    early_raw = raw_of(early, transfer(await next_nonce(early), tip=2 * GWEI))
+    late_raw = raw_of(late, transfer(await next_nonce(late), tip=2 * GWEI))
+    await chain.request("evm_setAutomine", [False])
+    await chain.request("eth_sendRawTransaction", [early_raw])
     nonces = NonceManager("dev", operator.address, [chain])
     route = BundleRoute([relay.url], AUTH, chain, block_time=0.5)
     submitter = Submitter(route, nonces, _signer(operator), LocalLease())
@@ -137,6 +144,7 @@ async def test_backrun_bundle_lands_in_order_after_retargeting(
             target_block=head + 1,
             expires_at_block=head + 5,
             trigger_raw=trigger,
+            ahead_raws=[early_raw, late_raw],
         )
     )
     await wait_until(lambda: nonces._exclusive is not None, what="the bundle reservation")
@@ -144,9 +152,15 @@ async def test_backrun_bundle_lands_in_order_after_retargeting(
     signed, outcome = await bundle_task
     assert outcome.consumed and outcome.included_block == head + 3 and outcome.attempts == 3
     assert relay.lost == [head + 1, head + 2]
-    assert relay.included[-1].tx_hashes == [tx_hash(trigger), signed.hash]
+    early_hash, late_hash = tx_hash(early_raw), tx_hash(late_raw)
+    full = [early_hash, late_hash, tx_hash(trigger), signed.hash]
+    rest = full[1:]  # ``early`` is on chain from head + 1: a bundle holding it cannot land
+    assert relay.received == [(head + 1, full), (head + 2, rest), (head + 3, rest)]
+    assert relay.included[-1].tx_hashes == rest and outcome.tx_hashes == tuple(rest)
+    missed = await chain.request("eth_getBlockByNumber", [hex(head + 1), False])
+    assert missed["transactions"] == [early_hash]
     block = await chain.request("eth_getBlockByNumber", [hex(head + 3), False])
-    assert block["transactions"] == [tx_hash(trigger), signed.hash]
+    assert block["transactions"] == rest
     assert await public_task == signed.nonce + 1
 
 

@@ -13,7 +13,9 @@ Order of one execution (:meth:`Pipeline.execute`):
    the final transaction is simulated once more;
 3. ``paper`` mode stops here and records what would have happened (status ``cancelled``);
 4. a backrun's trigger must still be pending (see :mod:`mevstack.execution.trigger` for why
-   and how a backrun is priced never to land in front of it);
+   and how a backrun is priced never to land in front of it), and its ahead transactions are
+   read again: a dropped one refuses it, a mined one is left out, the still-pending ones go in
+   front of the trigger in a bundle (``[ahead..., trigger, backrun]``, the simulated order);
 5. the trade row is written (``pending``, with the lease's fencing epoch) **before** signing;
 6. the submitter reserves the nonce, signs behind the kill switch and the lease fence, records
    the hash on the row, then sends; the row becomes ``submitted`` or ``failed``.
@@ -54,6 +56,7 @@ from mevstack.execution.trigger import (
     Trigger,
     TriggerGone,
     backrun_fees,
+    load_ahead,
     pending_trigger,
 )
 from mevstack.store import NotFound, Store, Trade
@@ -244,10 +247,12 @@ class Pipeline:
                 )
             )
             return Outcome(stored, None, sim)
+        ahead: tuple[Ahead, ...] = ()
         if plan.trigger_hash is not None:
             try:
                 await pending_trigger(self.rpc, plan.trigger_hash)
-            except TriggerGone as exc:
+                ahead = await load_ahead(self.rpc, plan.ahead_hashes)
+            except TriggerGone as exc:  # AheadUnknown included
                 return await self._refuse(plan, str(exc), sim)
         epoch = await self.lease.check()
         stored = self.store.insert_trade(dataclasses.replace(trade, fencing_epoch=epoch))
@@ -266,6 +271,7 @@ class Pipeline:
                 target_block=context.number,
                 expires_at_block=plan.expires_at_block,
                 trigger_raw=plan.trigger_raw,
+                ahead_raws=tuple(a.raw for a in ahead),
                 on_signed=on_signed,
             )
         except MevstackError as exc:

@@ -5,7 +5,11 @@
 * ``private``: ``eth_sendRawTransaction`` to each configured relay (private RPCs).
 * ``bundle``: Flashbots-style ``eth_sendBundle`` ``{txs, blockNumber}`` to each relay, signed with
   ``X-Flashbots-Signature``, retargeted to the next block until the watched transaction is
-  included or ``expires_at_block`` has passed.  A backrun goes as ``[trigger raw tx, backrun]``.
+  included or ``expires_at_block`` has passed.  A backrun goes as ``[ahead raw txs..., trigger
+  raw tx, backrun]``: the pending transactions it was priced behind, in block order, then its
+  trigger, so a builder cannot run the trigger without them.  An ahead transaction mined in a
+  block the bundle missed is left out of the retargeted bundle (it would make it invalid: its
+  nonce is spent), keeping the order of the rest; the chain then holds it, as priced.
 
 :class:`Submitter` ties a route to the nonce manager and the signer: reserve a nonce (exclusive
 for bundles), sign behind the kill-switch gate and the lease fence, send, then commit the nonce if
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -80,10 +84,19 @@ class SubmitOutcome:
 
 
 class Route(Protocol):
+    """Sends ``raws`` (in order) until ``watch`` is included; ``droppable``: hashes of ``raws``
+    a bundle leaves out once they are mined (a backrun's ahead transactions)."""
+
     kind: RouteKind
 
     async def submit(
-        self, raws: Sequence[str], *, watch: str, target_block: int, expires_at_block: int
+        self,
+        raws: Sequence[str],
+        *,
+        watch: str,
+        target_block: int,
+        expires_at_block: int,
+        droppable: Collection[str] = (),
     ) -> SubmitOutcome: ...
 
 
@@ -118,7 +131,13 @@ class PublicRoute:
         raise SubmitError(f"public route: no endpoint accepted {expected}: {errors}")
 
     async def submit(
-        self, raws: Sequence[str], *, watch: str, target_block: int, expires_at_block: int
+        self,
+        raws: Sequence[str],
+        *,
+        watch: str,
+        target_block: int,
+        expires_at_block: int,
+        droppable: Collection[str] = (),
     ) -> SubmitOutcome:
         hashes = tuple([await self.send_raw(raw) for raw in raws])
         return SubmitOutcome("public", hashes, consumed=True)
@@ -170,7 +189,13 @@ class PrivateRoute:
         self.relays = _RelayClient(relays, auth, timeout)
 
     async def submit(
-        self, raws: Sequence[str], *, watch: str, target_block: int, expires_at_block: int
+        self,
+        raws: Sequence[str],
+        *,
+        watch: str,
+        target_block: int,
+        expires_at_block: int,
+        droppable: Collection[str] = (),
     ) -> SubmitOutcome:
         hashes: list[str] = []
         for raw in raws:
@@ -233,17 +258,26 @@ class BundleRoute:
         return None
 
     async def submit(
-        self, raws: Sequence[str], *, watch: str, target_block: int, expires_at_block: int
+        self,
+        raws: Sequence[str],
+        *,
+        watch: str,
+        target_block: int,
+        expires_at_block: int,
+        droppable: Collection[str] = (),
     ) -> SubmitOutcome:
-        hashes = tuple(tx_hash(raw) for raw in raws)
+        bundle = list(raws)
+        hashes = tuple(tx_hash(raw) for raw in bundle)
         errors: list[str] = []
         attempts = 0
         block = max(target_block, await self._head() + 1)
         while block <= expires_at_block:
+            if attempts and droppable:
+                bundle, hashes = await self._without_mined(bundle, hashes, droppable)
             if self.fence is not None:
                 await self.fence()
             attempts += 1
-            answers = await self.send_bundle(raws, block)
+            answers = await self.send_bundle(bundle, block)
             rejected = [a for a in answers if isinstance(a, RpcError | BaseException)]
             errors.extend(f"block {block}: {a}" for a in rejected)
             if len(rejected) == len(answers):
@@ -255,6 +289,24 @@ class BundleRoute:
                 return SubmitOutcome("bundle", hashes, True, included, attempts, tuple(errors))
             block = max(block + 1, await self._head() + 1)
         return SubmitOutcome("bundle", hashes, False, None, attempts, tuple(errors))
+
+    async def _without_mined(
+        self, raws: list[str], hashes: tuple[str, ...], droppable: Collection[str]
+    ) -> tuple[list[str], tuple[str, ...]]:
+        """``raws`` less the droppable ones now mined (a bundle holding a spent nonce cannot
+        land), in the same order."""
+        wanted = {h.lower() for h in droppable}
+        candidates = [h for h in hashes if h in wanted]
+        if not candidates:
+            return raws, hashes
+        receipts = await self.chain.batch([("eth_getTransactionReceipt", [h]) for h in candidates])
+        mined = {
+            h
+            for h, receipt in zip(candidates, receipts, strict=True)
+            if isinstance(receipt, dict) and receipt.get("blockNumber")
+        }
+        kept = [(raw, h) for raw, h in zip(raws, hashes, strict=True) if h not in mined]
+        return [raw for raw, _ in kept], tuple(h for _, h in kept)
 
     async def aclose(self) -> None:
         await self.relays.aclose()
@@ -296,24 +348,31 @@ class Submitter:
         target_block: int,
         expires_at_block: int,
         trigger_raw: str | None = None,
+        ahead_raws: Sequence[str] = (),
         on_signed: Callable[[SignedTx], object] | None = None,
     ) -> tuple[SignedTx, SubmitOutcome]:
-        """Sign ``build(nonce)`` and send it (after ``trigger_raw`` in one bundle if given);
-        ``on_signed`` runs between signing and sending (to record the hash write-ahead)."""
+        """Sign ``build(nonce)`` and send it (on the bundle route after ``ahead_raws`` then
+        ``trigger_raw``, in one bundle, if given); ``on_signed`` runs between signing and
+        sending (to record the hash write-ahead)."""
+        if ahead_raws and trigger_raw is None:
+            raise SubmitError("ahead transactions without a trigger: nothing to order them by")
         bundle = self.route.kind == "bundle"
         async with await self.nonces.reserve(exclusive=bundle) as reservation:
             signed = await self.signer.sign(build(reservation.nonce))
             if on_signed is not None:
                 on_signed(signed)
             raws = [signed.raw]
+            droppable: tuple[str, ...] = ()
             if trigger_raw is not None and bundle:
-                raws.insert(0, trigger_raw)
+                raws = [*ahead_raws, trigger_raw, signed.raw]
+                droppable = tuple(tx_hash(raw) for raw in ahead_raws)
             await self.lease.check()
             outcome = await self.route.submit(
                 raws,
                 watch=signed.hash,
                 target_block=target_block,
                 expires_at_block=expires_at_block,
+                droppable=droppable,
             )
             if outcome.consumed:
                 reservation.commit()

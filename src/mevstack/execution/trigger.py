@@ -16,7 +16,10 @@ Ahead transactions (:func:`load_ahead`): the other pending transactions the stra
 backrun behind (a node orders them before the trigger).  Each is read again by hash: one still
 pending is simulated in front of the trigger; one mined since is already in the state the
 simulation starts from; one the node no longer knows was dropped or replaced by a transaction we
-cannot see, so the backrun's price is unknown and it is refused (:class:`AheadUnknown`).
+cannot see, so the backrun's price is unknown and it is refused (:class:`AheadUnknown`).  Each
+pending one also carries its exact signed bytes (``eth_getRawTransactionByHash``, read in the same
+batch): a bundle sends them in front of the trigger, so a builder runs the backrun on the state it
+was priced on rather than on the trigger alone.
 """
 
 from __future__ import annotations
@@ -88,18 +91,25 @@ async def pending_trigger(rpc: JsonRpc, tx_hash: str) -> Mapping[str, Any]:
     return tx
 
 
+def _checked_raw(tx_hash: str, raw: object) -> str | None:
+    """``raw`` as the node returned it for ``tx_hash``; None if the node no longer has it."""
+    if not isinstance(raw, str) or raw in ("", "0x"):
+        return None
+    if "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex() != tx_hash.lower():
+        raise MevstackError(f"the node's raw transaction for {tx_hash} does not hash to it")
+    return raw
+
+
 async def load_trigger(rpc: JsonRpc, tx_hash: str) -> Trigger:
     tx = await pending_trigger(rpc, tx_hash)
     try:
-        raw = await rpc.request("eth_getRawTransactionByHash", [tx_hash])
+        raw = _checked_raw(tx_hash, await rpc.request("eth_getRawTransactionByHash", [tx_hash]))
     except RpcResponseError as exc:
         raise MevstackError(
             f"the node cannot return the trigger's raw transaction: {exc}"
         ) from None
-    if not isinstance(raw, str) or raw in ("", "0x"):
+    if raw is None:
         raise TriggerGone(f"trigger {tx_hash} is no longer known to the node (dropped or replaced)")
-    if "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex() != tx_hash.lower():
-        raise MevstackError(f"the node's raw transaction for {tx_hash} does not hash to it")
     return Trigger(hash=tx_hash.lower(), raw=raw, request=trigger_request(tx))
 
 
@@ -114,16 +124,25 @@ def backrun_fees(trigger: TxRequest, *, max_fee: int, priority_fee: int) -> tupl
 class Ahead:
     hash: str
     request: TxRequest  # as the simulator runs it, in front of the trigger
+    raw: str  # the exact signed bytes, sent in front of the trigger in a bundle
 
 
 async def load_ahead(rpc: JsonRpc, tx_hashes: Sequence[str]) -> tuple[Ahead, ...]:
     """The still-pending ones of ``tx_hashes`` (in their order), read in one batch; mined ones
-    are left out (the latest state holds them); an unknown one is :class:`AheadUnknown`."""
+    are left out (the latest state holds them); an unknown one is :class:`AheadUnknown`.
+    Fields and raw bytes of each come from one batch, so both describe the same moment."""
     if not tx_hashes:
         return ()
-    answers = await rpc.batch([("eth_getTransactionByHash", [h]) for h in tx_hashes])
+    answers = await rpc.batch(
+        [
+            call
+            for h in tx_hashes
+            for call in (("eth_getTransactionByHash", [h]), ("eth_getRawTransactionByHash", [h]))
+        ]
+    )
     out: list[Ahead] = []
-    for tx_hash, tx in zip(tx_hashes, answers, strict=True):
+    for i, tx_hash in enumerate(tx_hashes):
+        tx, raw = answers[2 * i], answers[2 * i + 1]
         if isinstance(tx, RpcError):
             raise MevstackError(f"ahead transaction {tx_hash}: the node did not answer: {tx}")
         if not isinstance(tx, Mapping):
@@ -137,5 +156,15 @@ async def load_ahead(rpc: JsonRpc, tx_hashes: Sequence[str]) -> tuple[Ahead, ...
             request = trigger_request(tx)
         except TriggerGone as exc:  # a contract creation: not a swap we priced
             raise AheadUnknown(f"ahead transaction {tx_hash}: {exc}") from None
-        out.append(Ahead(hash=tx_hash.lower(), request=request))
+        if isinstance(raw, RpcError):
+            raise MevstackError(
+                f"the node cannot return ahead transaction {tx_hash}'s raw bytes: {raw}"
+            )
+        checked = _checked_raw(tx_hash, raw)
+        if checked is None:
+            raise AheadUnknown(
+                f"ahead transaction {tx_hash} is no longer known to the node (dropped or "
+                "replaced): the backrun's price is unknown"
+            )
+        out.append(Ahead(hash=tx_hash.lower(), request=request, raw=checked))
     return tuple(out)
