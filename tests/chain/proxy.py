@@ -1,16 +1,20 @@
 """Local proxies for tests: HTTP JSON-RPC that can delay or hang, raw TCP that can go down or flap.
 
 They stand in for a network between us and a node (a slow link, a half-dead node, a cut path),
-not for the node: every answer that reaches the client is the real node's answer.
+not for the node: every answer that reaches the client is the real node's answer.  The HTTP proxy
+also notes each JSON-RPC method that passes (batches included), so a test can prove what was, or
+was never, asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+import orjson
 
 from tests.ports import free_port_block
 
@@ -23,6 +27,7 @@ class DelayProxy:
     status: int | None = None  # answer this HTTP status with an empty JSON body instead
     port: int = 0
     requests: int = 0
+    methods: Counter[str] = field(default_factory=Counter)  # JSON-RPC methods seen, per call
     _server: asyncio.Server | None = field(default=None, repr=False)
     _client: httpx.AsyncClient | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -48,6 +53,13 @@ class DelayProxy:
         if self._client is not None:
             await self._client.aclose()
 
+    def _record(self, body: bytes) -> None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            payload = orjson.loads(body)
+            for call in payload if isinstance(payload, list) else [payload]:
+                if isinstance(call, dict):
+                    self.methods[str(call.get("method"))] += 1
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -61,6 +73,7 @@ class DelayProxy:
                         length = int(line.split(b":", 1)[1])
                 body = await reader.readexactly(length)
                 self.requests += 1
+                self._record(body)
                 if self.hang:
                     await asyncio.Event().wait()
                 if self.delay:

@@ -24,7 +24,7 @@ from mevstack.chain.ws import WsClient
 from mevstack.devnet.anvil import Anvil, free_port
 from mevstack.events import EventName
 from tests.chain.chaindriver import DEPOSIT_TOPIC, Driver
-from tests.recording import RecordingProxy
+from tests.chain.proxy import DelayProxy
 from tests.waiting import wait_until
 
 
@@ -210,7 +210,7 @@ async def test_a_pushed_head_costs_one_round_trip(reorg_node: tuple[Anvil, Drive
     """With newHeads, the header the notification carries is delivered as it is: per block the
     node is asked for its logs only (no ``latest`` head, no header again)."""
     node, driver, weth = reorg_node
-    proxy = await RecordingProxy(node.rpc_url).start()
+    proxy = await DelayProxy(node.rpc_url).start()
     client = RpcClient(proxy.url, timeout=5.0)
     ws = await WsClient(node.ws_url).start()
     start = driver.head() + 1

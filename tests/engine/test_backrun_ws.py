@@ -28,9 +28,8 @@ from mevstack.engine.chain_runtime import ChainRuntime
 from mevstack.engine.engine import Engine
 from mevstack.events import Event
 from mevstack.store import Store
-from tests.chain.proxy import TcpProxy
+from tests.chain.proxy import DelayProxy, TcpProxy
 from tests.engine.world import DEADLINE, V2_SWAP, Trader, chain_entry
-from tests.recording import RecordingProxy
 from tests.waiting import wait_until
 
 
@@ -51,7 +50,7 @@ class Running:
     engine: Engine
     runtime: ChainRuntime
     mempool: MempoolPoller
-    proxy: RecordingProxy
+    proxy: DelayProxy
     rpc: DevnetRpc
     dep: ChainDeployment
     events: list[Event]
@@ -83,7 +82,7 @@ async def running(
 ) -> AsyncIterator[Running]:
     rpc = DevnetRpc(node.rpc_url, timeout=60)
     snapshot = rpc.call("evm_snapshot")
-    proxy = await RecordingProxy(node.rpc_url).start()
+    proxy = await DelayProxy(node.rpc_url).start()
     extra: dict[str, Any] = {"strategies": ["backrun"]}
     if ws_url is not None:
         extra["ws"] = [ws_url]
@@ -234,7 +233,7 @@ async def test_a_node_that_pushes_hashes_is_asked_for_the_transactions_in_one_ba
     manual_chain: tuple[Anvil, ChainDeployment],
 ) -> None:
     node, dep = manual_chain
-    proxy = await RecordingProxy(node.rpc_url).start()
+    proxy = await DelayProxy(node.rpc_url).start()
     client = RpcClient(proxy.url)
     ws = await WsClient(node.ws_url, chain_id=dep.chain_id).start()
     feed = PendingFeed()
