@@ -30,6 +30,7 @@ from mevstack.config import Settings, parse_settings
 from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment, deploy_chain
 from mevstack.devnet.rpc import DevnetRpc, encode_call
+from mevstack.engine.chain_runtime import ChainRuntime
 from mevstack.engine.engine import Engine
 from mevstack.events import Event
 from mevstack.execution.deploy import deploy_executor
@@ -206,6 +207,42 @@ def nonce_of(w: World) -> int:
     return int(w.rpc.call("eth_getTransactionCount", [w.operator.address, "latest"]), 16)
 
 
+async def market_with(runtime: ChainRuntime, *pools: str) -> None:
+    """Wait until the runtime's market holds ``pools`` and its head stream has a block."""
+
+    def ready() -> bool:
+        known = runtime.market.pools
+        return (
+            known is not None
+            and known.head is not None
+            and all(known.info(p) is not None for p in pools)
+            and runtime.services.heads.tracker.last is not None
+        )
+
+    await wait_until(ready, 30, f"the market with {len(pools)} pool(s)")
+
+
+async def included_in_order(
+    r: Running, w: World, trade_id: str, txs: list[str], weth_before: int
+) -> Trade:
+    """Wait for the trade to be included; its block holds exactly ``txs`` (in that order), its
+    realized profit equals the expected one and the executor's WETH grew by exactly that."""
+    store = r.engine.store
+
+    def included() -> bool:
+        row = store.get_trade(trade_id)
+        return row is not None and row.status == "included"
+
+    await wait_until(included, 30, "the backrun to be included")
+    row = store.get_trade(trade_id)
+    assert row is not None and row.block_number is not None and row.realized_profit is not None
+    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
+    assert [h.lower() for h in block["transactions"]] == [t.lower() for t in txs]
+    assert row.realized_profit > 0 and row.realized_profit == row.expected_profit
+    assert weth_of(w, w.executor) - weth_before == row.realized_profit
+    return row
+
+
 @pytest.mark.parametrize("running", [("live", False)], indirect=True)
 async def test_execute_through_the_api_grows_the_executor_by_exactly_the_realized_profit(
     running: Running, w: World
@@ -297,19 +334,7 @@ async def test_a_backrun_goes_out_after_its_pending_trigger_and_carries_token_un
         w.rpc.call("evm_mine", [])
     finally:
         w.rpc.call("evm_setAutomine", [True])
-    store = r.engine.store
-
-    def settled() -> bool:
-        row = store.get_trade(trade["id"])
-        return row is not None and row.status == "included"
-
-    await wait_until(settled, 30, "the backrun to be included")
-    row = store.get_trade(trade["id"])
-    assert row is not None and row.block_number is not None and row.realized_profit is not None
-    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
-    assert block["transactions"] == [victim, ours]
-    assert row.realized_profit > 0 and row.realized_profit == row.expected_profit
-    assert weth_of(w, w.executor) - before == row.realized_profit
+    await included_in_order(r, w, trade["id"], [victim, ours], before)
     # the trigger is mined now: the same backrun again is refused with the reason
     again = dataclasses.replace(backrun, id=backrun.id + "-again")
     with pytest.raises(Conflict, match="already mined"):
@@ -399,13 +424,7 @@ async def test_a_live_backrun_is_executed_through_the_api_by_its_id(
     in the arbitrage book); it goes out behind its trigger and is included right after it."""
     r = running
     runtime = r.engine.runtimes["ethereum"]
-    uni = w.dep.pool("uniswap-v2", "WETH", "USDC").address
-
-    def market_ready() -> bool:
-        pools = runtime.market.pools
-        return pools is not None and pools.head is not None and pools.info(uni) is not None
-
-    await wait_until(market_ready, 30, "the market with the WETH/USDC pair")
+    await market_with(runtime, w.dep.pool("uniswap-v2", "WETH", "USDC").address)
     before = weth_of(w, w.executor)
     w.rpc.call("evm_setAutomine", [False])
     try:
@@ -427,19 +446,7 @@ async def test_a_live_backrun_is_executed_through_the_api_by_its_id(
         w.rpc.call("evm_mine", [])
     finally:
         w.rpc.call("evm_setAutomine", [True])
-    store = r.engine.store
-
-    def included() -> bool:
-        row = store.get_trade(trade["id"])
-        return row is not None and row.status == "included"
-
-    await wait_until(included, 30, "the backrun to be included")
-    row = store.get_trade(trade["id"])
-    assert row is not None and row.block_number is not None and row.realized_profit is not None
-    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
-    assert [h.lower() for h in block["transactions"]] == [victim, trade["tx_hashes"][-1].lower()]
-    assert row.realized_profit > 0 and row.realized_profit == row.expected_profit
-    assert weth_of(w, w.executor) - before == row.realized_profit
+    await included_in_order(r, w, trade["id"], [victim, trade["tx_hashes"][-1]], before)
 
 
 # backrun only: no arbitrage strategy runs, so nothing else competes for the auto turn
@@ -450,20 +457,11 @@ async def test_auto_execution_backruns_a_pending_victim_right_behind_it(
     r = running
     runtime = r.engine.runtimes["ethereum"]
     execution = r.engine.executions["ethereum"]
-    uni = w.dep.pool("uniswap-v2", "WETH", "USDC").address
-    sushi = w.dep.pool("sushi-v2", "WETH", "USDC").address
-
-    def market_ready() -> bool:
-        pools = runtime.market.pools
-        return (
-            pools is not None
-            and pools.head is not None
-            and pools.info(uni) is not None
-            and pools.info(sushi) is not None
-            and runtime.services.heads.tracker.last is not None
-        )
-
-    await wait_until(market_ready, 30, "the market with both WETH/USDC pairs")
+    await market_with(
+        runtime,
+        w.dep.pool("uniswap-v2", "WETH", "USDC").address,
+        w.dep.pool("sushi-v2", "WETH", "USDC").address,
+    )
     before = weth_of(w, w.executor)
     w.rpc.call("evm_setAutomine", [False])
     try:
@@ -504,19 +502,7 @@ async def test_auto_execution_backruns_a_pending_victim_right_behind_it(
         w.rpc.call("evm_mine", [])
     finally:
         w.rpc.call("evm_setAutomine", [True])
-    store = r.engine.store
-
-    def included() -> bool:
-        row = store.get_trade(trade.id)
-        return row is not None and row.status == "included"
-
-    await wait_until(included, 30, "the backrun to be included")
-    row = store.get_trade(trade.id)
-    assert row is not None and row.block_number is not None and row.realized_profit is not None
-    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
-    assert [h.lower() for h in block["transactions"]] == [victim, ours.lower()]
-    assert row.realized_profit > 0 and row.realized_profit == row.expected_profit
-    assert weth_of(w, w.executor) - before == row.realized_profit
+    row = await included_in_order(r, w, trade.id, [victim, ours], before)
     assert row.token_symbol == "WETH" and row.token_decimals == 18
 
     # the mined trigger withdraws its backrun, which is not tried again
@@ -529,7 +515,7 @@ async def test_auto_execution_backruns_a_pending_victim_right_behind_it(
         )
 
     await wait_until(withdrawn, 15, "the backrun to be withdrawn")
-    assert [t.id for t in store.list_trades(chain="ethereum").items] == [trade.id]
+    assert [t.id for t in r.engine.store.list_trades(chain="ethereum").items] == [trade.id]
     assert execution.submitter.signer.signed == 1
 
 
@@ -551,17 +537,7 @@ async def test_a_backrun_is_priced_behind_a_pending_swap_ordered_ahead_of_its_tr
                 found = o if o.status == "detected" else None
         return found
 
-    def market_ready() -> bool:
-        pools = runtime.market.pools
-        return (
-            pools is not None
-            and pools.head is not None
-            and pools.info(uni.address) is not None
-            and pools.info(sushi.address) is not None
-            and runtime.services.heads.tracker.last is not None
-        )
-
-    await wait_until(market_ready, 30, "the market with both WETH/USDC pairs")
+    await market_with(runtime, uni.address, sushi.address)
     other = str(w.rpc.call("eth_accounts", [])[4])
     before = weth_of(w, w.executor)
     w.rpc.call("evm_setAutomine", [False])
@@ -587,22 +563,10 @@ async def test_a_backrun_is_priced_behind_a_pending_swap_ordered_ahead_of_its_tr
         w.rpc.call("evm_mine", [])
     finally:
         w.rpc.call("evm_setAutomine", [True])
-    store = r.engine.store
-
-    def included() -> bool:
-        row = store.get_trade(trade["id"])
-        return row is not None and row.status == "included"
-
-    await wait_until(included, 30, "the backrun to be included")
-    row = store.get_trade(trade["id"])
-    assert row is not None and row.block_number is not None and row.realized_profit is not None
-    block = w.rpc.call("eth_getBlockByNumber", [hex(row.block_number), False])
-    assert [h.lower() for h in block["transactions"]] == [ahead, trigger, ours]
+    row = await included_in_order(r, w, trade["id"], [ahead, trigger, ours], before)
     # the strategy's amounts are what the real block did: the executor (flash, nothing paid to
     # the coinbase) grew by exactly the opportunity's gross profit, which the pipeline expected
-    assert opportunity.gross_profit > 0
-    assert row.realized_profit == row.expected_profit == opportunity.gross_profit
-    assert weth_of(w, w.executor) - before == row.realized_profit
+    assert row.realized_profit == opportunity.gross_profit
     receipt = w.rpc.call("eth_getTransactionReceipt", [ours])
     outs = []  # what each pool of the path paid out, in order, from its Swap event
     for log in receipt["logs"]:
