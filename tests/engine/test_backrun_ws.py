@@ -7,7 +7,6 @@ its WebSocket (in the failover test) through a TCP path that can be cut.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from mevstack.bus import MemoryBus, Subscription
 from mevstack.chain.rpc import RpcClient
 from mevstack.chain.ws import WsClient
-from mevstack.config import parse_settings
 from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment, deploy_chain
 from mevstack.devnet.rpc import DevnetRpc, encode_call
@@ -27,9 +24,15 @@ from mevstack.engine.backrun_agent import MempoolPoller, PendingFeed
 from mevstack.engine.chain_runtime import ChainRuntime
 from mevstack.engine.engine import Engine
 from mevstack.events import Event
-from mevstack.store import Store
 from tests.chain.proxy import DelayProxy, TcpProxy
-from tests.engine.world import DEADLINE, V2_SWAP, Trader, chain_entry
+from tests.engine.world import (
+    DEADLINE,
+    V2_SWAP,
+    Trader,
+    chain_entry,
+    engine_settings,
+    running_engine,
+)
 from tests.waiting import wait_until
 
 
@@ -86,43 +89,18 @@ async def running(
     extra: dict[str, Any] = {"strategies": ["backrun"]}
     if ws_url is not None:
         extra["ws"] = [ws_url]
-    settings = parse_settings(
-        {
-            "engine": {"state_dir": str(tmp_path)},
-            "database": {"url": f"sqlite:///{tmp_path}/mevstack.db"},
-            "chains": [chain_entry("ethereum", proxy.url, dep, **extra)],
-        },
-        source="test",
-        environ={},
-    )
-    bus = MemoryBus()
-    store = Store.open(settings.database.url)
-    events: list[Event] = []
-    sub = await bus.subscribe("test", events=["mev.opportunity"], maxsize=100_000)
-    collector = asyncio.create_task(_collect(sub, events))
-    engine = Engine(settings, bus=bus, store=store)
-    runtime = engine.runtimes["ethereum"]
-    assert runtime.mempool is not None
-    await engine.start()
+    settings = engine_settings(tmp_path, chain_entry("ethereum", proxy.url, dep, **extra))
     try:
-        await wait_until(lambda: runtime.market.pools is not None, 30, "the market")
-        yield Running(engine, runtime, runtime.mempool, proxy, rpc, dep, events)
+        async with running_engine(settings, events=["mev.opportunity"]) as (engine, events):
+            runtime = engine.runtimes["ethereum"]
+            assert runtime.mempool is not None
+            await wait_until(lambda: runtime.market.pools is not None, 30, "the market")
+            yield Running(engine, runtime, runtime.mempool, proxy, rpc, dep, events)
     finally:
-        await engine.stop()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
-        await bus.aclose()
-        store.close()
         await proxy.stop()
         rpc.call("anvil_dropAllTransactions")
         assert rpc.call("evm_revert", [snapshot]) is True
         rpc.close()
-
-
-async def _collect(sub: Subscription, into: list[Event]) -> None:
-    async for event in sub:
-        into.append(event)
 
 
 async def test_a_pushed_victim_gets_its_backrun_without_reading_the_mempool_and_expires_when_mined(

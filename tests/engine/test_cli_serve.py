@@ -15,11 +15,10 @@ import pytest
 import websockets
 
 from mevstack.api.view import NotFound
-from mevstack.config import parse_settings
 from mevstack.devnet.anvil import Anvil, free_port
 from mevstack.devnet.deploy import ChainDeployment
 from mevstack.engine.engine import running_engine
-from tests.engine.world import chain_entry, write_config
+from tests.engine.world import chain_entry, engine_settings, write_config
 
 
 async def test_up_serves_gateway_and_websocket_from_the_engine_and_stops_on_sigterm(
@@ -117,15 +116,7 @@ async def test_standby_engine_serves_its_api_with_its_role(
     devnet_chain: tuple[Anvil, ChainDeployment], tmp_path: Path
 ) -> None:
     node, dep = devnet_chain
-    settings = parse_settings(
-        {
-            "engine": {"state_dir": str(tmp_path)},
-            "database": {"url": f"sqlite:///{tmp_path}/mevstack.db"},
-            "chains": [chain_entry("ethereum", node.rpc_url, dep)],
-        },
-        source="test",
-        environ={},
-    )
+    settings = engine_settings(tmp_path, chain_entry("ethereum", node.rpc_url, dep))
     port = free_port()
     async with (
         running_engine(settings, port=port, standby=True) as process,

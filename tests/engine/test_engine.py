@@ -4,26 +4,28 @@ lifecycle (detected → expired once someone takes it), and the EngineView the A
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mevstack.bus import MemoryBus, Subscription
 from mevstack.chain.rpc import RpcClient
-from mevstack.config import parse_settings
 from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment, deploy_chain
 from mevstack.devnet.rpc import DevnetRpc, encode_call
-from mevstack.engine.engine import Engine
 from mevstack.events import Event
 from mevstack.market.base import same_state
 from mevstack.market.pools import KINDS
 from mevstack.market.state import load_pools
-from mevstack.store import Store
-from tests.engine.world import DEADLINE, V2_SWAP, Trader, chain_entry
+from tests.engine.world import (
+    DEADLINE,
+    V2_SWAP,
+    Trader,
+    chain_entry,
+    engine_settings,
+    running_engine,
+)
 from tests.waiting import wait_until
 
 
@@ -38,11 +40,6 @@ def mining_chain() -> Iterator[tuple[Anvil, ChainDeployment]]:
         yield node, dep
 
 
-async def _collect(sub: Subscription, into: list[Event]) -> None:
-    async for event in sub:
-        into.append(event)
-
-
 def _opportunities(events: list[Event]) -> list[dict[str, Any]]:
     return [e.data for e in events if e.event.value == "mev.opportunity"]
 
@@ -52,23 +49,8 @@ async def test_engine_publishes_chain_events_and_the_opportunity_lifecycle(
     mining_chain: tuple[Anvil, ChainDeployment], tmp_path: Path, scan_in_process: bool
 ) -> None:
     node, dep = mining_chain
-    settings = parse_settings(
-        {
-            "engine": {"state_dir": str(tmp_path)},
-            "database": {"url": f"sqlite:///{tmp_path}/mevstack.db"},
-            "chains": [chain_entry("ethereum", node.rpc_url, dep)],
-        },
-        source="test",
-        environ={},
-    )
-    bus = MemoryBus()
-    store = Store.open(settings.database.url)
-    events: list[Event] = []
-    sub = await bus.subscribe("test", maxsize=100_000)
-    collector = asyncio.create_task(_collect(sub, events))
-    engine = Engine(settings, bus=bus, store=store, scan_in_process=scan_in_process)
-    await engine.start()
-    try:
+    settings = engine_settings(tmp_path, chain_entry("ethereum", node.rpc_url, dep))
+    async with running_engine(settings, scan_in_process=scan_in_process) as (engine, events):
         wanted = {"block.new", "node.status", "gas.price", "mev.opportunity", "agent.status"}
         await wait_until(
             lambda: wanted <= {e.event.value for e in events}, 30, "every kind of event"
@@ -152,76 +134,53 @@ async def test_engine_publishes_chain_events_and_the_opportunity_lifecycle(
         chain = summary["chains"][0]
         assert chain["pools"] == len(dep.pools) and chain["market_builds"] == 1
         print("scan times:", chain["scan"])
-    finally:
-        await engine.stop()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
-        await bus.aclose()
-        store.close()
 
 
 async def test_a_reorg_rolls_the_market_back_and_rescans(
     mining_chain: tuple[Anvil, ChainDeployment], tmp_path: Path
 ) -> None:
     node, dep = mining_chain
-    settings = parse_settings(
-        {
-            "engine": {"state_dir": str(tmp_path)},
-            "database": {"url": f"sqlite:///{tmp_path}/mevstack.db"},
-            "chains": [chain_entry("ethereum", node.rpc_url, dep)],
-        },
-        source="test",
-        environ={},
-    )
-    bus = MemoryBus()
-    store = Store.open(settings.database.url)
-    events: list[Event] = []
-    sub = await bus.subscribe("test", events=["chain.reorg"], maxsize=1000)
-    collector = asyncio.create_task(_collect(sub, events))
-    engine = Engine(settings, bus=bus, store=store, scan_in_process=False)
-    runtime = engine.runtimes["ethereum"]
-    await engine.start()
+    settings = engine_settings(tmp_path, chain_entry("ethereum", node.rpc_url, dep))
     rpc = DevnetRpc(node.rpc_url, timeout=60)
     try:
-        await wait_until(lambda: runtime.scan_times.full_scans >= 1, 30, "the first full scan")
-        uni = dep.pool("uniswap-v2", "WETH", "USDC")
-        trader = await asyncio.to_thread(Trader, rpc, dep)
-        await asyncio.to_thread(trader.swap, uni, dep.weth, dep.token("USDC").address, 10**20)
-        swapped_at = int(rpc.call("eth_blockNumber"), 16)
-        pools = runtime.market.pools
-        assert pools is not None
-        await wait_until(
-            lambda: pools.head is not None and pools.head[0] >= swapped_at, 10, "the swap block"
-        )
-        moved = pools.get(uni.address)
-        # replace the swap's block (and the one after, if mined) with empty blocks
-        depth = int(rpc.call("eth_blockNumber"), 16) - swapped_at + 1
-        assert rpc.call("anvil_reorg", [depth, []]) is None
-        full_before = runtime.scan_times.full_scans
-        await wait_until(lambda: bool(events), 10, "a chain.reorg event")
-        await wait_until(lambda: runtime.scan_times.full_scans > full_before, 10, "a full rescan")
-        assert events[0].data["to_block"] < swapped_at
-        head = runtime.market.pools
-        assert head is not None and head.head is not None
-        info = head.info(uni.address)
-        assert info is not None
-        client = RpcClient(node.rpc_url)
-        try:
-            fresh = await load_pools(client, KINDS, [info], head.head[0])
-        finally:
-            await client.aclose()
-        kept = head.get(uni.address)
-        assert kept is not None and moved is not None
-        assert same_state(kept, fresh[0][1]) and not same_state(kept, moved)
+        async with running_engine(
+            settings, events=["chain.reorg"], maxsize=1000, scan_in_process=False
+        ) as (engine, events):
+            runtime = engine.runtimes["ethereum"]
+            await wait_until(lambda: runtime.scan_times.full_scans >= 1, 30, "the first full scan")
+            uni = dep.pool("uniswap-v2", "WETH", "USDC")
+            trader = await asyncio.to_thread(Trader, rpc, dep)
+            await asyncio.to_thread(trader.swap, uni, dep.weth, dep.token("USDC").address, 10**20)
+            swapped_at = int(rpc.call("eth_blockNumber"), 16)
+            pools = runtime.market.pools
+            assert pools is not None
+            await wait_until(
+                lambda: pools.head is not None and pools.head[0] >= swapped_at, 10, "the swap block"
+            )
+            moved = pools.get(uni.address)
+            # replace the swap's block (and the one after, if mined) with empty blocks
+            depth = int(rpc.call("eth_blockNumber"), 16) - swapped_at + 1
+            assert rpc.call("anvil_reorg", [depth, []]) is None
+            full_before = runtime.scan_times.full_scans
+            await wait_until(lambda: bool(events), 10, "a chain.reorg event")
+            await wait_until(
+                lambda: runtime.scan_times.full_scans > full_before, 10, "a full rescan"
+            )
+            assert events[0].data["to_block"] < swapped_at
+            head = runtime.market.pools
+            assert head is not None and head.head is not None
+            info = head.info(uni.address)
+            assert info is not None
+            client = RpcClient(node.rpc_url)
+            try:
+                fresh = await load_pools(client, KINDS, [info], head.head[0])
+            finally:
+                await client.aclose()
+            kept = head.get(uni.address)
+            assert kept is not None and moved is not None
+            assert same_state(kept, fresh[0][1]) and not same_state(kept, moved)
     finally:
         rpc.close()
-        await engine.stop()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
-        await bus.aclose()
-        store.close()
 
 
 async def test_a_pending_victim_swap_gets_a_backrun_that_matches_execution(
@@ -229,75 +188,55 @@ async def test_a_pending_victim_swap_gets_a_backrun_that_matches_execution(
 ) -> None:
     node, dep = mining_chain
     entry = chain_entry("ethereum", node.rpc_url, dep, strategies=["arbitrage", "backrun"])
-    settings = parse_settings(
-        {
-            "engine": {"state_dir": str(tmp_path)},
-            "database": {"url": f"sqlite:///{tmp_path}/mevstack.db"},
-            "chains": [entry],
-        },
-        source="test",
-        environ={},
-    )
-    bus = MemoryBus()
-    store = Store.open(settings.database.url)
-    events: list[Event] = []
-    sub = await bus.subscribe("test", events=["mev.opportunity"], maxsize=100_000)
-    collector = asyncio.create_task(_collect(sub, events))
-    engine = Engine(settings, bus=bus, store=store)
-    runtime = engine.runtimes["ethereum"]
+    settings = engine_settings(tmp_path, entry)
     rpc = DevnetRpc(node.rpc_url, timeout=60)
     trader = await asyncio.to_thread(Trader, rpc, dep)
-    await engine.start()
     try:
-        await wait_until(lambda: runtime.scan_times.full_scans >= 1, 30, "the market")
-        rpc.call("evm_setIntervalMining", [0])  # from here on, blocks are mined by hand
-        uni = dep.pool("uniswap-v2", "WETH", "USDC")
-        usdc = dep.token("USDC").address
-        router = next(d.router for d in dep.v2 if d.name == "uniswap-v2")
-        victim = rpc.send(
-            dep.deployer,
-            router,
-            encode_call(V2_SWAP, 300 * 10**18, 0, [dep.weth, usdc], dep.deployer, DEADLINE),
-            gas=3_000_000,
-        )
+        async with running_engine(settings, events=["mev.opportunity"]) as (engine, events):
+            runtime = engine.runtimes["ethereum"]
+            await wait_until(lambda: runtime.scan_times.full_scans >= 1, 30, "the market")
+            rpc.call("evm_setIntervalMining", [0])  # from here on, blocks are mined by hand
+            uni = dep.pool("uniswap-v2", "WETH", "USDC")
+            usdc = dep.token("USDC").address
+            router = next(d.router for d in dep.v2 if d.name == "uniswap-v2")
+            victim = rpc.send(
+                dep.deployer,
+                router,
+                encode_call(V2_SWAP, 300 * 10**18, 0, [dep.weth, usdc], dep.deployer, DEADLINE),
+                gas=3_000_000,
+            )
 
-        def backrun() -> dict[str, Any] | None:
-            for e in events:
-                if e.data["kind"] == "backrun" and e.data["trigger_tx"] == victim:
-                    found: dict[str, Any] = e.data
-                    return found
-            return None
+            def backrun() -> dict[str, Any] | None:
+                for e in events:
+                    if e.data["kind"] == "backrun" and e.data["trigger_tx"] == victim:
+                        found: dict[str, Any] = e.data
+                        return found
+                return None
 
-        await wait_until(lambda: backrun() is not None, 15, "a backrun of the pending victim")
-        found = backrun()
-        assert found is not None and found["status"] == "detected"
-        assert uni.address in {h["pool"] for h in found["path"]}
-        snapshot = rpc.call("evm_snapshot")
-        try:
-            rpc.call("evm_mine")
-            rpc.wait_receipts([victim])
-            rpc.call("evm_setAutomine", [True])
-            received, profit = await asyncio.to_thread(trader.execute, found)
-            assert received == [int(h["amount_out"]) for h in found["path"]]
-            assert profit == int(found["gross_profit"])
-        finally:
-            rpc.call("evm_setAutomine", [False])
-            assert rpc.call("evm_revert", [snapshot]) is True
-        rpc.call("anvil_dropAllTransactions")  # the victim leaves the mempool unmined
-        await wait_until(
-            lambda: any(
-                e.data["id"] == found["id"] and e.data["status"] == "expired" for e in events
-            ),
-            15,
-            "the backrun to be withdrawn",
-        )
+            await wait_until(lambda: backrun() is not None, 15, "a backrun of the pending victim")
+            found = backrun()
+            assert found is not None and found["status"] == "detected"
+            assert uni.address in {h["pool"] for h in found["path"]}
+            snapshot = rpc.call("evm_snapshot")
+            try:
+                rpc.call("evm_mine")
+                rpc.wait_receipts([victim])
+                rpc.call("evm_setAutomine", [True])
+                received, profit = await asyncio.to_thread(trader.execute, found)
+                assert received == [int(h["amount_out"]) for h in found["path"]]
+                assert profit == int(found["gross_profit"])
+            finally:
+                rpc.call("evm_setAutomine", [False])
+                assert rpc.call("evm_revert", [snapshot]) is True
+            rpc.call("anvil_dropAllTransactions")  # the victim leaves the mempool unmined
+            await wait_until(
+                lambda: any(
+                    e.data["id"] == found["id"] and e.data["status"] == "expired" for e in events
+                ),
+                15,
+                "the backrun to be withdrawn",
+            )
     finally:
         rpc.call("anvil_dropAllTransactions")
         rpc.call("evm_setIntervalMining", [1])
         rpc.close()
-        await engine.stop()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
-        await bus.aclose()
-        store.close()

@@ -1,14 +1,23 @@
-"""Helpers for engine tests: a config for a devnet chain, and a trader on the real routers."""
+"""Helpers for engine tests: a config for a devnet chain, an engine running on it with every
+event it publishes collected, and a trader on the real routers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from mevstack.bus import MemoryBus, Subscription
+from mevstack.config import Settings, parse_settings
 from mevstack.devnet.deploy import ChainDeployment
 from mevstack.devnet.deploy import PoolInfo as DevnetPool
 from mevstack.devnet.rpc import DevnetRpc, encode_call
+from mevstack.engine.engine import Engine
+from mevstack.events import Event
+from mevstack.store import Store
 
 MAX_UINT = 2**256 - 1
 DEADLINE = 2**40
@@ -34,6 +43,57 @@ def chain_entry(name: str, rpc_url: str, dep: ChainDeployment, **extra: Any) -> 
         **extra,
         "dexes": dexes,
     }
+
+
+def engine_settings(
+    tmp_path: Path, *chains: dict[str, Any], **sections: dict[str, Any]
+) -> Settings:
+    """Settings with the state and a SQLite database under ``tmp_path``; ``engine`` keys and
+    other sections as given."""
+    engine = {"state_dir": str(tmp_path), **sections.pop("engine", {})}
+    return parse_settings(
+        {
+            "engine": engine,
+            "database": {"url": f"sqlite:///{tmp_path}/mevstack.db"},
+            "chains": list(chains),
+            **sections,
+        },
+        source="test",
+        environ={},
+    )
+
+
+async def _collect(sub: Subscription, into: list[Event]) -> None:
+    async for event in sub:
+        into.append(event)
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    settings: Settings,
+    *,
+    events: list[str] | None = None,
+    maxsize: int = 100_000,
+    **engine_options: Any,
+) -> AsyncIterator[tuple[Engine, list[Event]]]:
+    """An Engine on a memory bus and its SQLite store, started; yields it and the list its
+    published events (of ``events``, or all) are appended to; stops and closes everything."""
+    bus = MemoryBus()
+    store = Store.open(settings.database.url)
+    seen: list[Event] = []
+    sub = await bus.subscribe("test", events=events, maxsize=maxsize)
+    collector = asyncio.create_task(_collect(sub, seen))
+    engine = Engine(settings, bus=bus, store=store, **engine_options)
+    await engine.start()
+    try:
+        yield engine, seen
+    finally:
+        await engine.stop()
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        await bus.aclose()
+        store.close()
 
 
 def unreachable_entry(name: str, chain_id: int, port: int, weth: str) -> dict[str, Any]:
