@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -15,8 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from mevstack.api.app import create_app
@@ -25,19 +22,18 @@ from mevstack.api.server import build_authenticator
 from mevstack.api.store_view import StoreTokens
 from mevstack.api.view import Conflict, NotAvailable
 from mevstack.bus import MemoryBus, open_bus
-from mevstack.chain.rpc import RpcClient
 from mevstack.config import Settings, parse_settings
 from mevstack.devnet.anvil import Anvil
-from mevstack.devnet.deploy import ChainDeployment, deploy_chain
+from mevstack.devnet.deploy import deploy_chain
 from mevstack.devnet.rpc import DevnetRpc, encode_call
 from mevstack.engine.chain_runtime import ChainRuntime
 from mevstack.engine.engine import Engine
 from mevstack.events import Event
-from mevstack.execution.deploy import deploy_executor
 from mevstack.execution.lease import RedisLease
 from mevstack.store import Store, Trade
 from mevstack.strategy.opportunity import Opportunity
-from tests.engine.world import Trader, chain_entry
+from tests.engine.world import ExecutionWorld as World
+from tests.engine.world import chain_entry, equip_for_execution
 from tests.exploits.receiver import Receiver
 from tests.waiting import wait_until
 
@@ -47,38 +43,12 @@ SWAP_V3_TOPIC = keccak(text="Swap(address,address,int256,int256,uint160,uint128,
 PASSWORD_ENV = "MEVSTACK_E2E_TEST_KEY_PASSWORD"
 
 
-@dataclass
-class World:
-    node: Anvil
-    dep: ChainDeployment
-    rpc: DevnetRpc
-    operator: LocalAccount
-    executor: str
-    keystore: Path
-    password: str
-    trader: Trader
-
-
 @pytest.fixture(scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     with Anvil(chain_id=1, balance_eth=1_000_000) as node:
         dep = await asyncio.to_thread(deploy_chain, node.rpc_url)
-        operator: LocalAccount = Account.create()
-        password = secrets.token_hex(16)
-        keystore = tmp_path_factory.mktemp("keys") / "key.json"
-        encrypted = await asyncio.to_thread(Account.encrypt, operator.key, password)
-        keystore.write_text(json.dumps(encrypted), encoding="utf-8")
         with DevnetRpc(node.rpc_url, timeout=60) as rpc:
-            rpc.call("anvil_setBalance", [operator.address, hex(100 * WEI)])
-            async with RpcClient(node.rpc_url) as client:
-                executor = await deploy_executor(
-                    client, operator, owner=dep.deployer, wrapped_native=dep.weth
-                )
-            trader = await asyncio.to_thread(Trader, rpc, dep)
-            # inventory for paths that cannot borrow their input (a V3 first hop)
-            transfer = encode_call("transfer(address,uint256)", executor, 100 * WEI)
-            rpc.transact(dep.deployer, dep.weth, transfer)
-            yield World(node, dep, rpc, operator, executor, keystore, password, trader)
+            yield await equip_for_execution(node, dep, rpc, tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture

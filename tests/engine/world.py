@@ -6,17 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
 from mevstack.bus import MemoryBus, Subscription
+from mevstack.chain.rpc import RpcClient
 from mevstack.config import Settings, parse_settings
+from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment
 from mevstack.devnet.deploy import PoolInfo as DevnetPool
 from mevstack.devnet.rpc import DevnetRpc, encode_call
 from mevstack.engine.engine import Engine
 from mevstack.events import Event
+from mevstack.execution.deploy import deploy_executor
 from mevstack.store import Store
 
 MAX_UINT = 2**256 - 1
@@ -189,3 +197,39 @@ class Trader:
             for h in opportunity["path"]
         ]
         return received, self.balance(token) - before
+
+
+@dataclass
+class ExecutionWorld:
+    """A devnet chain equipped to execute: an operator key in an encrypted keystore, funded
+    for gas, our executor deployed (owned by the deployer) and a trader on the real routers."""
+
+    node: Anvil
+    dep: ChainDeployment
+    rpc: DevnetRpc
+    operator: LocalAccount
+    executor: str
+    keystore: Path
+    password: str
+    trader: Trader
+
+
+async def equip_for_execution(
+    node: Anvil, dep: ChainDeployment, rpc: DevnetRpc, key_dir: Path
+) -> ExecutionWorld:
+    """See :class:`ExecutionWorld`; the executor also holds 100 WETH of inventory, for paths
+    that cannot borrow their input (a V3 first hop)."""
+    operator: LocalAccount = Account.create()
+    password = secrets.token_hex(16)
+    keystore = key_dir / "key.json"
+    encrypted = await asyncio.to_thread(Account.encrypt, operator.key, password)
+    keystore.write_text(json.dumps(encrypted), encoding="utf-8")
+    rpc.call("anvil_setBalance", [operator.address, hex(100 * 10**18)])
+    async with RpcClient(node.rpc_url) as client:
+        executor = await deploy_executor(
+            client, operator, owner=dep.deployer, wrapped_native=dep.weth
+        )
+    trader = await asyncio.to_thread(Trader, rpc, dep)
+    transfer = encode_call("transfer(address,uint256)", executor, 100 * 10**18)
+    rpc.transact(dep.deployer, dep.weth, transfer)
+    return ExecutionWorld(node, dep, rpc, operator, executor, keystore, password, trader)

@@ -5,7 +5,6 @@ the standby takes reads and the lease, and the store holds each trade exactly on
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
@@ -13,26 +12,22 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 
 from mevstack.api.auth import hash_token
-from mevstack.chain.rpc import RpcClient
 from mevstack.devnet.anvil import Anvil, free_port
 from mevstack.devnet.deploy import ChainDeployment
-from mevstack.devnet.rpc import DevnetRpc, encode_call
-from mevstack.execution.deploy import deploy_executor
+from mevstack.devnet.rpc import DevnetRpc
 from mevstack.store import Store
 from tests.databases import throwaway_postgres
-from tests.engine.world import Trader, chain_entry, toml_value
+from tests.engine.world import ExecutionWorld as World
+from tests.engine.world import chain_entry, equip_for_execution, toml_value
 from tests.gateway.conftest import recv_json
 from tests.gateway.test_ws import send
 
@@ -47,18 +42,6 @@ TRADER_TOKEN = "mvt_" + secrets.token_hex(24)
 T = TypeVar("T")
 
 
-@dataclass
-class World:
-    node: Anvil
-    dep: ChainDeployment
-    rpc: DevnetRpc
-    operator: LocalAccount
-    executor: str
-    keystore: Path
-    password: str
-    trader: Trader
-
-
 @pytest.fixture(scope="module")
 async def world(
     devnet_chain: tuple[Anvil, ChainDeployment], tmp_path_factory: pytest.TempPathFactory
@@ -66,21 +49,8 @@ async def world(
     node, dep = devnet_chain
     with DevnetRpc(node.rpc_url, timeout=60) as rpc:
         snapshot = rpc.call("evm_snapshot", [])
-        operator: LocalAccount = Account.create()
-        password = secrets.token_hex(16)
-        keystore = tmp_path_factory.mktemp("keys") / "key.json"
-        encrypted = await asyncio.to_thread(Account.encrypt, operator.key, password)
-        keystore.write_text(json.dumps(encrypted), encoding="utf-8")
-        rpc.call("anvil_setBalance", [operator.address, hex(100 * WEI)])
-        async with RpcClient(node.rpc_url) as client:
-            executor = await deploy_executor(
-                client, operator, owner=dep.deployer, wrapped_native=dep.weth
-            )
-        trader = await asyncio.to_thread(Trader, rpc, dep)
-        transfer = encode_call("transfer(address,uint256)", executor, 100 * WEI)
-        rpc.transact(dep.deployer, dep.weth, transfer)
         try:
-            yield World(node, dep, rpc, operator, executor, keystore, password, trader)
+            yield await equip_for_execution(node, dep, rpc, tmp_path_factory.mktemp("keys"))
         finally:
             assert rpc.call("evm_revert", [snapshot]) is True
 
