@@ -11,7 +11,9 @@ stream with XREAD BLOCK and fans events out to its local subscriptions in ``seq`
 subscriber therefore sees its own process's events and everyone else's in one order.
 
 Redis restarts: commands retry with a short backoff and the reader reconnects and continues
-from the last id it saw.  If the restarted Redis lost its data, the sequence is restored to the
+from the last id it saw.  The reader's connection has no client-side retry on purpose: a
+transparent reconnect would hide the restart from it, and it must know in order to restore
+the sequence.  If the restarted Redis lost its data, the sequence is restored to the
 highest seq this process has seen, both by the publish script (``floor`` argument) and by the
 reader as soon as it reconnects, so seq never goes backwards; events that a trim or the restart
 lost are reported to subscribers (overflow signalling) rather than skipped silently.  Known
@@ -29,11 +31,11 @@ from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from mevstack.bus.base import (
     DEFAULT_QUEUE_SIZE,
@@ -115,17 +117,21 @@ class RedisBus:
         self._seq_key = f"{namespace}:seq"
         self._stream_key = f"{namespace}:events"
         self._safe_url = redact_text(url)
-        retry = Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=6)
-        common: dict[str, Any] = {
-            "retry": retry,
-            "retry_on_error": [RedisConnectionError, RedisTimeoutError, OSError],
-            "socket_connect_timeout": timeout,
-        }
         try:
-            self._redis = Redis.from_url(url, socket_timeout=timeout, **common)
-            # The reader blocks in XREAD; its socket timeout must outlast the block.
+            self._redis = Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=6),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+            )
+            # The reader blocks in XREAD, so its socket timeout must outlast the block; it
+            # retries by itself (see _follow_stream) so that it sees every reconnect.
             self._reader_redis = Redis.from_url(
-                url, socket_timeout=timeout + _READ_BLOCK_MS / 1000, **common
+                url,
+                socket_timeout=timeout + _READ_BLOCK_MS / 1000,
+                socket_connect_timeout=timeout,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=0),
             )
         except ValueError as exc:
             raise BusError(f"bad redis bus URL {self._safe_url!r}: {exc}") from None
