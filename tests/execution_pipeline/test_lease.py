@@ -135,3 +135,34 @@ async def test_a_killed_holder_is_replaced_and_its_signer_is_fenced(redis: Redis
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await redis.delete(f"{name}:holder", f"{name}:epoch")
+
+
+async def test_an_epoch_lost_with_redis_data_never_goes_below_the_trades_floor(
+    redis: Redis,
+) -> None:
+    """A Redis restarted without its data forgets the epoch; the new holder's epoch is still
+    above the highest one already written on a trade, and a failing floor is retried."""
+    name = f"mevstack-test-lease:{uuid.uuid4().hex}"
+    floors = [RuntimeError("store unreachable"), 41]
+
+    async def floor() -> int:
+        answer = floors.pop(0) if len(floors) > 1 else floors[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    lease = RedisLease(redis, name, "engine-a", ttl_ms=TTL_MS, epoch_floor=floor)
+    task = asyncio.create_task(lease.run())
+    try:
+        await wait_until(lambda: lease.held, within=5, what="the lease after a failed floor read")
+        assert await lease.check() == 42
+        await lease.release()
+        await redis.delete(f"{name}:epoch")  # what an empty Redis coming back looks like
+        await wait_until(lambda: lease.held, within=5, what="the lease taken again")
+        assert await lease.check() == 42
+        assert int(await redis.get(f"{name}:epoch")) == 42
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await redis.delete(f"{name}:holder", f"{name}:epoch")

@@ -202,6 +202,7 @@ def test_retention_prune(store: Store) -> None:
 
 
 def test_trade_lifecycle(store: Store) -> None:
+    assert store.max_fencing_epoch() == 0
     trade = store.insert_trade(
         Trade(
             id="tr-1",
@@ -214,6 +215,7 @@ def test_trade_lifecycle(store: Store) -> None:
         )
     )
     assert trade.created_at is not None and trade.status == "pending"
+    assert store.max_fencing_epoch() == 7
     with pytest.raises(Conflict, match="trade 'tr-1' already exists"):
         store.insert_trade(Trade(id="tr-1", chain="arbitrum", route="public", token="0x"))
     done = store.update_trade(

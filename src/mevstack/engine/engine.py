@@ -99,6 +99,7 @@ class Engine(StoreView):
             name=lease_name,
             holder=source,
             on_acquire=self._on_lease,
+            epoch_floor=lambda: asyncio.to_thread(store.max_fencing_epoch),
             ttl_ms=lease_ttl_ms,
         )
         self._lease_task: asyncio.Task[None] | None = None

@@ -144,6 +144,7 @@ def open_lease(
     name: str,
     holder: str,
     on_acquire: Callable[[int], Awaitable[None]] | None,
+    epoch_floor: Callable[[], Awaitable[int]] | None = None,
     ttl_ms: int = 3000,
 ) -> ExecutionLease:
     """LocalLease on a memory bus (one process), else a RedisLease on the bus's Redis."""
@@ -155,7 +156,9 @@ def open_lease(
     redis: Redis = Redis.from_url(url)
     # replicas of one config share the source name; the host and pid keep holders distinct
     safe_holder = f"{holder}@{socket.gethostname()}-{os.getpid()}".replace("|", "/")
-    return RedisLease(redis, name, safe_holder, ttl_ms=ttl_ms, on_acquire=on_acquire)
+    return RedisLease(
+        redis, name, safe_holder, ttl_ms=ttl_ms, on_acquire=on_acquire, epoch_floor=epoch_floor
+    )
 
 
 # -- one chain --------------------------------------------------------------------------------

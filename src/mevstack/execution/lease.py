@@ -2,10 +2,12 @@
 
 Redis layout under ``name``: ``<name>:holder`` = ``<holder id>|<epoch>`` with a TTL of a few
 seconds (SET NX PX, extended by the holder through a compare-and-set script), and
-``<name>:epoch``, INCR'd atomically with every acquisition.  The epoch is returned to the caller,
-written on each trade row and re-checked (:meth:`RedisLease.check`) right before every send: a
-paused holder whose lease expired fails that check even if it has not noticed yet, so it can
-never send after a successor took over.
+``<name>:epoch``, INCR'd atomically with every acquisition and never below ``epoch_floor()``
+(the highest epoch already written on a trade), so a Redis that restarts without its data cannot
+hand out an epoch that a trade of an earlier holder already carries.  The epoch is returned to
+the caller, written on each trade row and re-checked (:meth:`RedisLease.check`) right before
+every send: a paused holder whose lease expired fails that check even if it has not noticed yet,
+so it can never send after a successor took over.
 
 On acquiring, the new holder first runs ``on_acquire(epoch)`` (resolve the old holder's
 in-flight trades) and only then reports itself ready to sign.  With the memory bus there is one
@@ -29,11 +31,18 @@ from mevstack.errors import MevstackError
 log = logging.getLogger(__name__)
 
 AcquireCallback = Callable[[int], Awaitable[None]]
+EpochFloor = Callable[[], Awaitable[int]]
 
-# SET NX PX, then stamp the value with the freshly INCR'd epoch; all-or-nothing.
+# SET NX PX, then stamp the value with the freshly INCR'd epoch (raised above the floor the
+# caller knows of); all-or-nothing.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local epoch = redis.call('INCR', KEYS[2])
+  local floor = tonumber(ARGV[3])
+  if epoch <= floor then
+    epoch = floor + 1
+    redis.call('SET', KEYS[2], epoch)
+  end
   redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'PX', ARGV[2])
   return epoch
 end
@@ -90,6 +99,7 @@ class RedisLease:
         *,
         ttl_ms: int = 3000,
         on_acquire: AcquireCallback | None = None,
+        epoch_floor: EpochFloor | None = None,
     ) -> None:
         if "|" in holder or not holder:
             raise MevstackError("lease holder id must be non-empty and contain no '|'")
@@ -99,6 +109,7 @@ class RedisLease:
         self.holder = holder
         self.ttl_ms = ttl_ms
         self.on_acquire = on_acquire
+        self.epoch_floor = epoch_floor
         self._holder_key = f"{name}:holder"
         self._epoch_key = f"{name}:epoch"
         self.epoch: int | None = None
@@ -126,9 +137,10 @@ class RedisLease:
 
     async def try_acquire(self) -> int | None:
         """One attempt; the new epoch if this replica took the lease (callback not run)."""
+        floor = 0 if self.epoch_floor is None else await self.epoch_floor()
         started = time.monotonic()
         result: Any = await self._acquire(
-            keys=[self._holder_key, self._epoch_key], args=[self.holder, self.ttl_ms]
+            keys=[self._holder_key, self._epoch_key], args=[self.holder, self.ttl_ms, floor]
         )
         epoch = int(result)
         if epoch == 0:
@@ -190,6 +202,12 @@ class RedisLease:
                 log.warning("execution lease: redis error: %s", exc)
                 if time.monotonic() >= self._valid_until:
                     self._lost(f"redis unreachable: {exc}")
+                    self.epoch = None
+            except Exception:
+                # e.g. the store cannot give the epoch floor: keep contending, never die quietly
+                log.exception("execution lease: contending failed; retrying")
+                if time.monotonic() >= self._valid_until:
+                    self._lost("contending failed")
                     self.epoch = None
             await asyncio.sleep(interval)  # the renewal cadence itself, not a synchronisation
 

@@ -406,6 +406,12 @@ class Store:
             row = conn.execute(select(t.trades).where(t.trades.c.id == trade_id)).one_or_none()
         return None if row is None else _trade_from_row(row._mapping)
 
+    def max_fencing_epoch(self) -> int:
+        """The highest execution-lease epoch written on any trade (0 with none)."""
+        with self._read() as conn:
+            found = conn.execute(select(func.max(t.trades.c.fencing_epoch))).scalar_one_or_none()
+        return int(found or 0)
+
     def list_trades(
         self,
         *,
