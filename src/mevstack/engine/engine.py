@@ -101,6 +101,7 @@ class Engine(StoreView):
             on_acquire=self._on_lease,
             epoch_floor=lambda: asyncio.to_thread(store.max_fencing_epoch),
             ttl_ms=lease_ttl_ms,
+            standby=standby,
         )
         self._lease_task: asyncio.Task[None] | None = None
         self.executions: dict[str, ChainExecution] = {}

@@ -146,11 +146,18 @@ def open_lease(
     on_acquire: Callable[[int], Awaitable[None]] | None,
     epoch_floor: Callable[[], Awaitable[int]] | None = None,
     ttl_ms: int = 3000,
+    standby: bool = False,
 ) -> ExecutionLease:
     """LocalLease on a memory bus (one process), else a RedisLease on the bus's Redis."""
     url = settings.bus.url
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        return LocalLease()
+        if standby:
+            log.warning(
+                "standby engine on bus %s: it can never take the execution lease, so it serves "
+                "reads only (a redis:// bus shared with the primary gives failover)",
+                url,
+            )
+        return LocalLease(held=not standby)
     from redis.asyncio import Redis
 
     redis: Redis = Redis.from_url(url)

@@ -11,7 +11,8 @@ so it can never send after a successor took over.
 
 On acquiring, the new holder first runs ``on_acquire(epoch)`` (resolve the old holder's
 in-flight trades) and only then reports itself ready to sign.  With the memory bus there is one
-process, and :class:`LocalLease` is the trivial always-held lease of the same shape.
+process, and :class:`LocalLease` is the trivial lease of the same shape: held by a primary,
+never by a standby (which could otherwise sign beside the primary it cannot see).
 """
 
 from __future__ import annotations
@@ -79,13 +80,16 @@ class ExecutionLease(Protocol):
 
 
 class LocalLease:
-    """One process, nothing to contend with: always held, epoch 1."""
+    """One process, nothing to contend with: always held at epoch 1, or (``held=False``, a
+    standby replica with nobody to hand it the lease) never held, so it never signs."""
 
-    def __init__(self) -> None:
-        self.epoch: int | None = 1
+    def __init__(self, *, held: bool = True) -> None:
+        self.epoch: int | None = 1 if held else None
 
     async def check(self) -> int:
-        return 1
+        if self.epoch is None:
+            raise LeaseLost("a standby replica without a shared Redis never holds the lease")
+        return self.epoch
 
 
 class RedisLease:

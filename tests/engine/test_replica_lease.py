@@ -1,8 +1,10 @@
-"""Chaos: the Redis that carries an engine's bus and execution lease restarts empty under it.
+"""The execution lease of engine replicas on a real devnet chain, under faults.
 
-The engine must come back by itself: take the lease again with an epoch above every epoch its
-trades carry, keep the bus sequence moving forward (no seq handed out twice), and trade again,
-with every trade of before and after included exactly once."""
+A standby with no shared Redis can never be handed the lease, so it never signs.  When the Redis
+that carries an engine's bus and lease restarts empty under it, the engine comes back by itself:
+it takes the lease again with an epoch above every epoch its trades carry, keeps the bus
+sequence moving forward (no seq handed out twice), and trades again, with every trade of before
+and after included exactly once."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mevstack.bus import open_bus
+from mevstack.api.view import NotAvailable
+from mevstack.bus import MemoryBus, open_bus
 from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import deploy_chain
 from mevstack.devnet.rpc import DevnetRpc
@@ -50,6 +53,26 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+async def test_a_standby_on_a_memory_bus_never_signs(w: World, tmp_path: Path) -> None:
+    settings = settings_for(w, tmp_path, mode="live", auto=True)
+    bus = MemoryBus()
+    store = Store.open(settings.database.url)
+    engine = Engine(settings, bus=bus, store=store, standby=True)
+    try:
+        await engine.start()
+        opportunity = await planted_opportunity(engine, w)
+        assert engine.health()["lease"] is False
+        with pytest.raises(NotAvailable, match="does not hold the execution lease"):
+            await engine.execute(opportunity.id, None)
+        assert engine.executions["ethereum"].submitter.signer.signed == 0
+        assert store.list_trades().items == []  # auto-execution did not take it either
+    finally:
+        async with asyncio.timeout(15):
+            await engine.stop()
+        await bus.aclose()
+        store.close()
 
 
 async def test_an_engine_trades_again_after_its_redis_restarts_empty(
