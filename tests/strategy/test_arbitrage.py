@@ -214,7 +214,8 @@ def test_gas_inputs_from_a_gas_quote() -> None:
         "priority_fee_wei": {"p10": "1", "p50": "5", "p90": "9"}, "l1_fee_model": "op_stack",
         "l1_data_fee_wei_per_kb": "2000", "updated_at": NOW,
     }  # fmt: skip
-    assert GasInputs.from_gas_quote(quote) == GasInputs(105, 800)
+    # the quote's L1 fee is for 1,024 bytes: 2000 × 400 / 1024 = 781.25, rounded up
+    assert GasInputs.from_gas_quote(quote) == GasInputs(105, 782)
     assert GasInputs.from_gas_quote({**quote, "l1_data_fee_wei_per_kb": None}).l1_data_fee_wei == 0
     with pytest.raises(InvalidGasQuote, match="not a GasQuote"):
         GasInputs.from_gas_quote({"chain": "x"})

@@ -1,6 +1,6 @@
 """Valuation of a cycle in native wei: its gas cost, and its profit converted to native wei.
 
-Rules (DESIGN.md calls these estimates, computed from exact inputs):
+Rules (these are estimates, computed from exact inputs):
 
 * gas cost = path gas estimate × gas price + the L1 data fee (rollups; 0 elsewhere);
 * a profit in the wrapped native token is already native wei;
@@ -28,6 +28,8 @@ class InvalidGasQuote(MevstackError):
 # Calldata of one executor call (selector, amounts, a few packed hops, signature overhead): the
 # size the L1 data fee of a rollup is charged on.  An estimate, like every pre-inclusion figure.
 EXECUTOR_TX_BYTES = 400
+# The GasQuote's L1 figure is the fee of 1,024 bytes (see chain/gas.py), not of 1,000.
+L1_FEE_QUOTE_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +43,14 @@ class GasInputs:
     def from_gas_quote(
         cls, quote: Mapping[str, Any], *, tx_bytes: int = EXECUTOR_TX_BYTES
     ) -> GasInputs:
-        """From a DESIGN.md GasQuote: next base fee + median tip; L1 fee per kB × the size."""
+        """From a GasQuote: next base fee + median tip; the L1 fee of ``tx_bytes`` pro rata to
+        the quote's fee of 1,024 bytes, rounded up (a cost estimate errs on the dear side)."""
         try:
             price = int(quote["next_base_fee_wei"]) + int(quote["priority_fee_wei"]["p50"])
             per_kb = int(quote.get("l1_data_fee_wei_per_kb") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidGasQuote(f"not a GasQuote: missing or malformed {exc}") from None
-        return cls(price, per_kb * tx_bytes // 1000)
+        return cls(price, -(-per_kb * tx_bytes // L1_FEE_QUOTE_BYTES))
 
 
 def path_gas(legs: Sequence[Leg], ticks_crossed: Sequence[int]) -> int:
