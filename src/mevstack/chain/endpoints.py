@@ -83,7 +83,9 @@ class EndpointPool:
         self.endpoints = [
             Endpoint(
                 url=url,
-                safe_url=(client := RpcClient(url, timeout=self.attempt_timeout)).safe_url,
+                safe_url=(
+                    client := RpcClient(url, timeout=self.attempt_timeout, chain=chain)
+                ).safe_url,
                 client=client,
                 health=EndpointHealth(chain_id, self.policy),
             )
