@@ -56,11 +56,11 @@ def test_every_alert_has_a_unit_test_that_sees_it_fire() -> None:
 
 def test_the_rules_only_use_metrics_mevstack_exports() -> None:
     body, _ = metrics.render()
-    families = {
-        line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE")
-    }
+    families = {line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE")}
     # counters are exposed as <family>_total
     exposed = families | {f"{name}_total" for name in families}
-    used = {name for rule in _rules() for name in re.findall(r"\bmevstack_[a-z0-9_]+", rule["expr"])}
+    used = {
+        name for rule in _rules() for name in re.findall(r"\bmevstack_[a-z0-9_]+", rule["expr"])
+    }
     assert used, "no metric found in the rules"
     assert used - exposed == set(), "the rules name metrics mevstack does not export"
