@@ -33,6 +33,7 @@ ADMIN = "mvt_test_admin_token_for_prometheus"
 @dataclass
 class Scraped:
     process: EngineProcess
+    node_url: str
     engine_url: str
     prometheus_url: str
     doomed: Anvil
@@ -104,7 +105,7 @@ async def scraped(
     async with running_engine(settings, port=port) as process:
         target = f"127.0.0.1:{port}"
         with prometheus(target, tmp_path) as url:
-            yield Scraped(process, f"http://{target}", url, doomed)
+            yield Scraped(process, node.rpc_url, f"http://{target}", url, doomed)
 
 
 async def _until(
@@ -129,10 +130,14 @@ async def _pause() -> None:
     await asyncio.sleep(0.2)  # the polling cadence of a deadline loop
 
 
-def _alerts(name: str, state: str) -> Any:
+def _alerts(name: str, state: str, chain: str | None = None) -> Any:
     def check(data: dict[str, Any]) -> list[dict[str, Any]]:
         return [
-            a for a in data["alerts"] if a["labels"]["alertname"] == name and a["state"] == state
+            a
+            for a in data["alerts"]
+            if a["labels"]["alertname"] == name
+            and a["state"] == state
+            and (chain is None or a["labels"].get("chain") == chain)
         ]
 
     return check
@@ -145,19 +150,30 @@ def _series(data: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_prometheus_scrapes_the_engine_and_the_kill_switch_alert_fires(
     scraped: Scraped,
 ) -> None:
+    node_url = scraped.node_url
     async with (
         httpx.AsyncClient(base_url=scraped.prometheus_url, timeout=5) as prom,
         httpx.AsyncClient(base_url=scraped.engine_url, timeout=10) as api,
     ):
-        # the engine is scraped: heads, node states and RPC latency of both chains
+        # the engine is scraped: heads, node states and RPC latency of both chains (the registry
+        # is the process's, so other tests' chains may be there too: only ours are looked at)
+        ours = 'chain=~"ethereum|optimism"'
         heads = await _until(
-            prom, "/api/v1/query", {"query": "mevstack_chain_head_block > 0"}, _series, 60
+            prom,
+            "/api/v1/query",
+            {"query": f"mevstack_chain_head_block{{{ours}}} > 0"},
+            lambda d: len(_series(d)) == 2,
+            60,
         )
-        assert {s["metric"]["chain"] for s in heads} == {"ethereum", "optimism"}
-        ok = await _until(
-            prom, "/api/v1/query", {"query": 'mevstack_node_state{state="ok"} == 1'}, _series, 30
+        assert heads
+        endpoints = f'endpoint=~"{node_url}|{scraped.doomed.rpc_url}"'
+        await _until(
+            prom,
+            "/api/v1/query",
+            {"query": f'mevstack_node_state{{{ours}, {endpoints}, state="ok"}} == 1'},
+            lambda d: len(_series(d)) == 2,
+            30,
         )
-        assert {s["metric"]["chain"] for s in ok} == {"ethereum", "optimism"}
         latency = await _until(
             prom,
             "/api/v1/query",
@@ -192,9 +208,18 @@ async def test_prometheus_scrapes_the_engine_and_the_kill_switch_alert_fires(
         )
         assert down[0]["metric"]["endpoint"] == scraped.doomed.rpc_url
         pending = await _until(
-            prom, "/api/v1/alerts", {}, _alerts("MevstackChainDown", "pending"), 30
+            prom, "/api/v1/alerts", {}, _alerts("MevstackChainDown", "pending", "optimism"), 30
         )
         assert pending[0]["labels"]["chain"] == "optimism"
-        # the healthy chain is not reported
+        # the healthy chain's node is not reported
         alerts = (await prom.get("/api/v1/alerts")).json()["data"]["alerts"]
-        assert all(a["labels"].get("chain") != "ethereum" for a in alerts)
+        assert all(
+            a["labels"].get("endpoint") != node_url
+            for a in alerts
+            if a["labels"].get("chain") == "ethereum"
+        )
+        assert all(
+            a["labels"].get("chain") != "ethereum"
+            for a in alerts
+            if a["labels"]["alertname"] == "MevstackChainDown"
+        )
