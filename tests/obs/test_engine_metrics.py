@@ -185,3 +185,12 @@ async def test_rpc_latency_and_errors_by_method_and_kind(anvil: Anvil) -> None:
     async with RpcClient(anvil.rpc_url) as anonymous:
         await anonymous.request("eth_blockNumber", [])
     assert b'chain=""' not in render()[0] and b'chain=""' not in body_before
+
+
+def test_a_send_the_node_already_has_is_not_counted_as_a_failure() -> None:
+    from mevstack.chain.errors import RpcResponseError, RpcTimeout
+    from mevstack.chain.rpc import error_kind
+
+    assert error_kind(RpcResponseError(-32000, "already known")) == "already_known"
+    assert error_kind(RpcResponseError(-32000, "nonce too low")) == "response"
+    assert error_kind(RpcTimeout("no answer")) == "timeout"

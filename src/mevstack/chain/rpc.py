@@ -76,8 +76,19 @@ def error_from_object(error: Any) -> RpcError:
     return RpcResponseError(code, message)
 
 
+_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
+
+
+def is_already_known(message: str) -> bool:
+    """Whether a send's error says the node already has this very transaction (an acceptance)."""
+    lowered = message.lower().replace(" ", "")
+    return any(word.replace(" ", "") in lowered for word in _ALREADY_KNOWN)
+
+
 def error_kind(error: RpcError) -> str:
     """The ``kind`` label of a failed call in ``mevstack_rpc_errors_total``."""
+    if isinstance(error, RpcResponseError) and is_already_known(error.message):
+        return "already_known"
     for cls, kind in (
         (RpcTimeout, "timeout"),
         (RpcTransportError, "transport"),
