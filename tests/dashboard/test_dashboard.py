@@ -423,6 +423,17 @@ async def test_alert_banner_says_when_trading_cannot_happen(
     await expect(low).to_contain_text("(ETH)")
     balance = page.locator('[data-testid="panel-trading"] tr[data-chain="ethereum"] td.neg')
     await expect(balance.first).to_contain_text(" ETH")
+    # the executor's inventory is what the chain says it holds, to the wei
+    with DevnetRpc(stack.node.rpc_url) as rpc:
+        held = await asyncio.to_thread(
+            rpc.view, stack.dep.weth, "balanceOf(address)", ["uint256"], stack.operator.executor
+        )
+    state = await _settled(
+        stack,
+        "/api/trading/state",
+        lambda d: d["chains"]["ethereum"]["executor_balance_wei"] == str(held),
+    )
+    assert state["chains"]["ethereum"]["balance_low"] == ["operator"]
     unfloor = {"limits": {"ethereum": {"min_native_balance_wei": "0"}}}
     assert (
         await _api(stack, "ops", "PATCH", "/api/trading/state", json=unfloor)
