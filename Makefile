@@ -13,6 +13,9 @@ setup: $(PY_STAMP) $(NODE_STAMP)
 	@command -v chromium >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 		else echo "setup: Debian chromium is needed for the dashboard tests: sudo apt-get install chromium" >&2; exit 1; fi; }
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; \
+		else echo "setup: Debian prometheus is needed for the alerting-rule tests: sudo apt-get install prometheus" >&2; exit 1; fi; }
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -37,6 +37,20 @@ DEFAULT_CONFIG_PATH = Path("mevstack.toml")
 # Chains with a public mempool worth backrunning (DESIGN.md: backrun is on by default only there).
 PUBLIC_MEMPOOL_CHAIN_IDS = frozenset({1, 137})
 
+# The native currency's symbol by chain id, for chains whose config gives no ``native_symbol``.
+NATIVE_SYMBOLS: dict[int, str] = {
+    1: "ETH",
+    10: "ETH",
+    8453: "ETH",
+    42161: "ETH",
+    11155111: "ETH",
+    31337: "ETH",
+    137: "POL",
+    80002: "POL",
+    56: "BNB",
+    43114: "AVAX",
+}
+
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH32_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -226,6 +240,9 @@ class ChainConfig(_Section):
     min_net_profit_wei: Wei = 0
     max_trade_wei: Wei = 0
     daily_loss_limit_wei: Wei = 0
+    native_symbol: str | None = Field(default=None, min_length=1, max_length=12)
+    operator_balance_floor_wei: Wei = 0
+    executor_balance_floor_wei: Wei = 0
     dexes: list[DexConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -239,6 +256,12 @@ class ChainConfig(_Section):
         if dupes:
             raise ValueError(f"dexes: duplicate dex name {dupes[0]!r}")
         return self
+
+    @property
+    def symbol(self) -> str:
+        """The native currency's symbol: ``native_symbol``, else known by chain id, else
+        ``"native"`` (amounts of two chains are never added up, whatever their symbols)."""
+        return self.native_symbol or NATIVE_SYMBOLS.get(self.chain_id, "native")
 
     @property
     def active_strategies(self) -> list[str]:

@@ -1,7 +1,8 @@
 """The dashboard in real Chromium against the real stack (``mevstack up``'s engine, gateway and
 WebSocket on a mining devnet chain): login, live panels, controls by scope, honest staleness.
 
-The tests share one stack and run in file order; the last one kills the engine's API.
+The tests share one stack and run in file order; the one before last kills the second chain's
+node, the last one the engine's API.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import httpx
 from playwright.async_api import Page, expect
 
 from mevstack.bus.base import DEFAULT_REPLAY_SIZE
+from mevstack.devnet.anvil import Anvil
+from mevstack.devnet.deploy import ChainDeployment
 from mevstack.devnet.rpc import DevnetRpc
 from mevstack.events import EventName
 from mevstack.store import Trade
@@ -148,15 +151,18 @@ async def test_trader_executes_and_sees_the_trade_included_with_its_profit(
     assert realized > 0 and trade["opportunity_id"] == found["id"]
     cells = trade_row.locator("td")
     await expect(cells.nth(5)).to_have_text(exact_units(realized, 18) + " WETH")
-    await expect(cells.nth(7)).to_have_text(exact_units(int(trade["gas_cost_wei"]), 18))
+    await expect(cells.nth(7)).to_have_text(exact_units(int(trade["gas_cost_wei"]), 18) + " ETH")
     net = int(trade["net_pnl_wei"])
-    await expect(cells.nth(8)).to_have_text(exact_units(net, 18))
+    await expect(cells.nth(8)).to_have_text(exact_units(net, 18) + " ETH")
     assert trade["tx_hashes"] and net == realized - int(trade["gas_cost_wei"])
     # the day's P&L in the trading state follows the trade (the only one of the day so far)
     pnl_today = page.locator('[data-testid="panel-trading"] dt:text-is("P&L today") + dd')
     await expect(pnl_today).to_have_text(
-        re.compile("^" + re.escape(exact_units(net, 18)) + " \\("), timeout=15_000
+        re.compile("^" + re.escape(exact_units(net, 18)) + " ETH \\("), timeout=15_000
     )
+    # and per chain, in the chain's own currency
+    chain_pnl = page.locator('[data-testid="panel-trading"] tr[data-chain="ethereum"] .pnl-today')
+    await expect(chain_pnl).to_have_text(exact_units(net, 18) + " ETH")
     await expect(cells.nth(3)).to_have_text(
         trade["tx_hashes"][0][:8] + "…" + trade["tx_hashes"][0][-4:]
     )
@@ -386,6 +392,60 @@ async def test_trades_and_pnl_from_the_store_and_live(stack: Stack, page: Page) 
     await expect(live).to_contain_text("-" + exact_units(50_000 * 10**9, 18))
     await expect(page.locator("#pnl-chart .uplot")).to_have_count(1, timeout=5_000)
     await screenshot(page, "trades-rendering")
+
+
+async def test_alert_banner_says_when_trading_cannot_happen(
+    stack: Stack, page: Page, second_chain: tuple[Anvil, ChainDeployment]
+) -> None:
+    await login(page, stack.dashboard_url, "ops")
+    await expect(page.locator('[data-testid="panel-nodes"] tr[data-chain]').first).to_be_visible(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    banner = page.locator('[data-testid="alert-banner"]')
+    await expect(banner).to_be_hidden()
+
+    # the kill switch, engaged by someone else through the API: the page's poll shows it
+    answer = await _api(
+        stack, "ops", "PATCH", "/api/trading/state", json={"kill_switch": True, "reason": "drill"}
+    )
+    assert answer.status_code == 200 and answer.json()["data"]["alerts"][0]["kind"] == "kill_switch"
+    kill = banner.locator('.alert[data-kind="kill_switch"]')
+    await expect(kill).to_contain_text("Kill switch ON: kill switch engaged: drill", timeout=10_000)
+    await screenshot(page, "alert-kill-switch")
+    await _api(stack, "ops", "PATCH", "/api/trading/state", json={"kill_switch": False})
+    await expect(banner).to_be_hidden(timeout=10_000)
+
+    # the operator's balance (100 ETH) under a floor of 1,000 ETH
+    floor = {"limits": {"ethereum": {"min_native_balance_wei": str(1000 * 10**18)}}}
+    assert (await _api(stack, "ops", "PATCH", "/api/trading/state", json=floor)).status_code == 200
+    low = banner.locator('.alert[data-kind="balance_low"][data-chain="ethereum"]')
+    await expect(low).to_contain_text("Balance low · ethereum: operator balance", timeout=15_000)
+    await expect(low).to_contain_text("(ETH)")
+    balance = page.locator('[data-testid="panel-trading"] tr[data-chain="ethereum"] td.neg')
+    await expect(balance.first).to_contain_text(" ETH")
+    # the executor's inventory is what the chain says it holds, to the wei
+    with DevnetRpc(stack.node.rpc_url) as rpc:
+        held = await asyncio.to_thread(
+            rpc.view, stack.dep.weth, "balanceOf(address)", ["uint256"], stack.operator.executor
+        )
+    state = await _settled(
+        stack,
+        "/api/trading/state",
+        lambda d: d["chains"]["ethereum"]["executor_balance_wei"] == str(held),
+    )
+    assert state["chains"]["ethereum"]["balance_low"] == ["operator"]
+    unfloor = {"limits": {"ethereum": {"min_native_balance_wei": "0"}}}
+    assert (
+        await _api(stack, "ops", "PATCH", "/api/trading/state", json=unfloor)
+    ).status_code == 200
+    await expect(banner).to_be_hidden(timeout=15_000)
+
+    # the second chain's only node dies: the chain is down
+    second_chain[0].kill()
+    down = banner.locator('.alert[data-kind="chain_down"][data-chain="base"]')
+    await expect(down).to_contain_text("Chain down · base: no healthy node", timeout=20_000)
+    await expect(banner.locator(".alert")).to_have_count(1)
+    await screenshot(page, "alert-chain-down")
 
 
 async def test_stale_banner_when_the_gateways_backend_dies(stack: Stack, page: Page) -> None:

@@ -147,3 +147,46 @@ async def test_request_id_follows_the_task(capture: io.StringIO) -> None:
     records = [r for r in lines(capture) if r["logger"] == "mevstack.api"]
     assert sorted(r.get("request_id", "") for r in records[:2]) == ["req-1", "req-2"]
     assert "request_id" not in records[2]
+
+
+def test_uvicorns_colour_codes_never_reach_the_json_lines(capture: io.StringIO) -> None:
+    # uvicorn logs with extra={"color_message": ...}: the same text with ANSI escapes
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]",
+        42,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"},
+    )
+    raw = capture.getvalue()
+    assert "\x1b" not in raw and "\\u001b" not in raw
+    (doc,) = lines(capture)
+    assert doc["msg"] == "Started server process [42]"
+    assert "color_message" not in doc
+
+
+async def test_a_real_uvicorn_server_logs_without_colour_codes(capture: io.StringIO) -> None:
+    import uvicorn
+
+    from mevstack.devnet.anvil import free_port
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+            await send({"type": "lifespan.shutdown.complete"})
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no startup event
+                await asyncio.sleep(0.01)
+    finally:
+        server.should_exit = True
+        await task
+    docs = lines(capture)
+    assert any("Uvicorn running on" in d["msg"] for d in docs), docs
+    assert "\\u001b" not in capture.getvalue() and "\x1b" not in capture.getvalue()
+    assert all("color_message" not in d for d in docs)

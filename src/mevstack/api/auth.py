@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -36,6 +37,8 @@ from mevstack.errors import ConfigError, MevstackError
 
 Scope = Literal["read", "trade", "admin"]
 SCOPES: tuple[str, ...] = get_args(Scope)
+audit_log = logging.getLogger("mevstack.audit")
+
 SESSION_PREFIX = "mvs1"
 API_TOKEN_PREFIX = "mvt_"
 DEFAULT_SESSION_TTL_S = 3600
@@ -189,6 +192,16 @@ class SessionSigner:
             "exp": expires,
         }
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+        # who logged in, never the token itself
+        audit_log.info(
+            "session issued to %s",
+            principal.name,
+            extra={
+                "actor": principal.name,
+                "action": "auth.login",
+                "details": {"scopes": sorted(principal.scopes), "expires": expires},
+            },
+        )
         return f"{SESSION_PREFIX}.{body}.{_b64(self._mac(body))}", expires
 
     def verify(self, token: str) -> Principal:

@@ -34,11 +34,10 @@ from mevstack.chain.health import (
     consensus_tip,
     read_order,
 )
-from mevstack.chain.rpc import RpcClient
+from mevstack.chain.rpc import RpcClient, is_already_known
 
 log = logging.getLogger(__name__)
 
-_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
 _FAILOVER_ERRORS = (RpcTransportError, RpcRateLimited)
 
 
@@ -83,7 +82,9 @@ class EndpointPool:
         self.endpoints = [
             Endpoint(
                 url=url,
-                safe_url=(client := RpcClient(url, timeout=self.attempt_timeout)).safe_url,
+                safe_url=(
+                    client := RpcClient(url, timeout=self.attempt_timeout, chain=chain)
+                ).safe_url,
                 client=client,
                 health=EndpointHealth(chain_id, self.policy),
             )
@@ -235,7 +236,7 @@ class EndpointPool:
         accepted = False
         for endpoint, outcome in zip(targets, outcomes, strict=True):
             if (isinstance(outcome, str) and outcome.lower() == tx_hash) or (
-                isinstance(outcome, RpcResponseError) and _is_already_known(outcome.message)
+                isinstance(outcome, RpcResponseError) and is_already_known(outcome.message)
             ):
                 accepted = True
             elif isinstance(outcome, _FAILOVER_ERRORS):
@@ -259,11 +260,6 @@ class EndpointPool:
             self._probe_task = None
         for endpoint in self.endpoints:
             await endpoint.client.aclose()
-
-
-def _is_already_known(message: str) -> bool:
-    lowered = message.lower().replace(" ", "")
-    return any(word.replace(" ", "") in lowered for word in _ALREADY_KNOWN)
 
 
 def _describe(exc: BaseException) -> str:

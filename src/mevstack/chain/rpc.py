@@ -4,13 +4,16 @@ This is the hot path (every pool refresh and simulation goes through it), so it 
 are built with orjson, one httpx POST per call or per batch, and the answer is mapped to the
 ``result`` or to a typed :mod:`mevstack.chain.errors` exception.  Every call has a total deadline
 (connect + send + wait + read), not only httpx's per-phase timeouts, so a node that trickles bytes
-cannot hold a caller forever.  URLs in messages are always redacted.
+cannot hold a caller forever.  URLs in messages are always redacted.  A client that knows its
+chain (the endpoint pool's do) times every call and counts every failure by method and kind in
+the Prometheus metrics of :mod:`mevstack.obs.engine_metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from typing import Any, Protocol
 
 import httpx
@@ -27,6 +30,7 @@ from mevstack.chain.errors import (
     decode_revert_reason,
 )
 from mevstack.chain.redact import install_log_redaction, redact_url
+from mevstack.obs.engine_metrics import RPC_ERRORS, RPC_LATENCY
 
 install_log_redaction()
 
@@ -72,6 +76,31 @@ def error_from_object(error: Any) -> RpcError:
     return RpcResponseError(code, message)
 
 
+_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
+
+
+def is_already_known(message: str) -> bool:
+    """Whether a send's error says the node already has this very transaction (an acceptance)."""
+    lowered = message.lower().replace(" ", "")
+    return any(word.replace(" ", "") in lowered for word in _ALREADY_KNOWN)
+
+
+def error_kind(error: RpcError) -> str:
+    """The ``kind`` label of a failed call in ``mevstack_rpc_errors_total``."""
+    if isinstance(error, RpcResponseError) and is_already_known(error.message):
+        return "already_known"
+    for cls, kind in (
+        (RpcTimeout, "timeout"),
+        (RpcTransportError, "transport"),
+        (RpcRateLimited, "rate_limited"),
+        (ExecutionReverted, "reverted"),
+        (UnknownBlock, "unknown_block"),
+    ):
+        if isinstance(error, cls):
+            return kind
+    return "response"
+
+
 def _revert_data(raw: Any) -> bytes:
     # Nodes disagree on where revert data lives: a hex string, or {"data": "0x..."}.
     if isinstance(raw, dict):
@@ -93,8 +122,10 @@ class RpcClient:
         *,
         timeout: float = 10.0,
         max_connections: int = 32,
+        chain: str | None = None,
     ) -> None:
         self.url = url
+        self.chain = chain
         self.safe_url = redact_url(url)
         self.timeout = timeout
         self._ids = itertools.count(1)
@@ -106,10 +137,27 @@ class RpcClient:
             headers=_HEADERS,
         )
 
+    def _observe(self, method: str, started: float, error: RpcError | None) -> None:
+        if self.chain is None:
+            return
+        RPC_LATENCY.labels(chain=self.chain, method=method).observe(time.perf_counter() - started)
+        if error is not None:
+            RPC_ERRORS.labels(chain=self.chain, method=method, kind=error_kind(error)).inc()
+
     async def request(
         self, method: str, params: list[Any], *, time_limit: float | None = None
     ) -> Any:
         """The ``result`` of one call, or a typed :class:`RpcError`."""
+        started = time.perf_counter()
+        try:
+            result = await self._request(method, params, time_limit)
+        except RpcError as exc:
+            self._observe(method, started, exc)
+            raise
+        self._observe(method, started, None)
+        return result
+
+    async def _request(self, method: str, params: list[Any], time_limit: float | None) -> Any:
         body = orjson.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         )
@@ -131,6 +179,18 @@ class RpcClient:
         """
         if not calls:
             return []
+        started = time.perf_counter()
+        try:
+            results = await self._batch(calls, time_limit)
+        except RpcError as exc:
+            self._observe("batch", started, exc)
+            raise
+        self._observe("batch", started, None)
+        return results
+
+    async def _batch(
+        self, calls: list[tuple[str, list[Any]]], time_limit: float | None
+    ) -> list[Any | RpcError]:
         first = next(self._ids)
         # Reserve a contiguous id block so answers map back by arithmetic, whatever their order.
         for _ in range(len(calls) - 1):

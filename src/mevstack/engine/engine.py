@@ -20,7 +20,9 @@ once the operator keystore opens; without one the engine still observes and ``ex
 the gateway which replica that is).  The exploit feed (:mod:`mevstack.engine.exploit_runtime`)
 feeds the trading state's blocklist, which every ChainRuntime's scans obey.  Configured webhooks
 hear of the kill switch, a daily loss limit reached, and the lease moving (besides the exploit
-feed's own alerts).
+feed's own alerts).  :class:`~mevstack.obs.watch.EngineWatch` sees every event the engine publishes:
+it feeds the chain and trading metrics of ``/metrics`` and says when a chain cannot trade
+(``alerts`` in the trading state, webhooks, log lines).
 """
 
 from __future__ import annotations
@@ -53,10 +55,14 @@ from mevstack.execution.lease import RedisLease
 from mevstack.execution.risk import RiskConfigError
 from mevstack.execution.trading_state import TradingState
 from mevstack.gateway.server import running_gateway
+from mevstack.obs import engine_metrics
+from mevstack.obs.conditions import ChainFacts, Facts, not_trading_window
+from mevstack.obs.watch import EngineWatch
 from mevstack.store import Store
 from mevstack.strategy.opportunity import Opportunity
 
 log = logging.getLogger(__name__)
+admin_log = logging.getLogger("mevstack.audit")
 
 
 class Engine(StoreView):
@@ -110,6 +116,28 @@ class Engine(StoreView):
         for name, runtime in self.runtimes.items():
             runtime.blocked_tokens = self._blocked(name, "token")
             runtime.blocked_pools = self._blocked(name, "pool")
+        self.watch = EngineWatch(
+            windows={c.name: not_trading_window(c.block_time) for c in settings.chains},
+            facts=self._facts,
+            notify=lambda kind, chain, message, details, key: self.notify(
+                kind, chain, message, details, key=key
+            ),
+        )
+
+    def _facts(self) -> Facts:
+        """What the watch needs from the trading state; also refreshes the auto-trading gauge."""
+        holds = bool(self.executions) and lease_held(self.lease)
+        auto = holds and self.trading.mode == "live" and self.trading.auto_execute
+        chains: dict[str, ChainFacts] = {}
+        for name in self.runtimes:
+            trading = auto and name in self.executions
+            engine_metrics.AUTO_TRADING.labels(chain=name).set(1 if trading else 0)
+            chains[name] = ChainFacts(
+                auto_trading=trading,
+                low_balances=tuple(self.trading.low_balances(name)),
+                symbol=self.trading.symbols.get(name, "native"),
+            )
+        return Facts(self.trading.kill_switch, self.trading.kill_reason, chains)
 
     def _blocked(self, chain: str, kind: str) -> Callable[[], frozenset[str]]:
         def blocked() -> frozenset[str]:
@@ -215,9 +243,11 @@ class Engine(StoreView):
         return listen
 
     async def _publish_trade(self, name: str, chain: str | None, data: Mapping[str, Any]) -> None:
+        self.watch.on_event(name, chain, data)
         await self.bus.publish(EventName(name), chain, dict(data))
 
     async def _publish(self, event: EventName, chain: str | None, data: dict[str, Any]) -> None:
+        self.watch.on_event(event.value, chain, data)
         await self.bus.publish(event, chain, data)
 
     async def start(self) -> Engine:
@@ -228,10 +258,12 @@ class Engine(StoreView):
         self.exploits_runtime = ExploitRuntime.create(self)
         if self.exploits_runtime is not None:
             await self.exploits_runtime.start()
+        self.watch.start()
         self._started = True
         return self
 
     async def stop(self) -> None:
+        await self.watch.aclose()
         if self.exploits_runtime is not None:
             await self.exploits_runtime.aclose()
         for execution in self.executions.values():
@@ -314,7 +346,7 @@ class Engine(StoreView):
         if not self.health().get("lease"):
             # Admin writes go to the lease holder; a replica without it shows the shared state.
             await asyncio.to_thread(self.trading.reload)
-        return self.trading.snapshot()
+        return {**self.trading.snapshot(), "alerts": self.watch.alerts()}
 
     async def patch_trading_state(self, changes: JsonObject) -> JsonObject:
         patch = {k: v for k, v in changes.items() if v is not None}
@@ -332,7 +364,9 @@ class Engine(StoreView):
                 {"reason": reason},
                 key=f"kill_switch:{utc_now_iso()}",
             )
-        return self.trading.snapshot()
+        # the answer shows the alerts the change raised or cleared (the kill switch at once)
+        await self.watch.evaluate()
+        return {**self.trading.snapshot(), "alerts": self.watch.alerts()}
 
     async def agents(self) -> list[JsonObject]:
         out: list[JsonObject] = []
@@ -352,7 +386,17 @@ class Engine(StoreView):
     async def add_exploit(self, alert: JsonObject) -> JsonObject:
         if self.exploits_runtime is None:
             raise NotAvailable("the exploit feed is off (see the [exploits] config)")
-        return await self.exploits_runtime.service.add_exploit(alert, actor="api")
+        added = await self.exploits_runtime.service.add_exploit(alert, actor="api")
+        admin_log.info(
+            "exploit alert %s added by api",
+            added.get("id"),
+            extra={
+                "actor": "api",
+                "action": "exploits.add",
+                "details": {k: added.get(k) for k in ("id", "chain", "severity", "blocked")},
+            },
+        )
+        return added
 
     async def set_agent_running(self, agent_id: str, running: bool) -> JsonObject:
         agent = self.supervisor.get(agent_id)
@@ -362,6 +406,13 @@ class Engine(StoreView):
             await agent.start()
         else:
             await agent.stop()
+        action = "agents.start" if running else "agents.stop"
+        admin_log.info(
+            "%s %s by api",
+            action,
+            agent_id,
+            extra={"actor": "api", "action": action, "details": {"agent": agent_id}},
+        )
         return agent.status()
 
 

@@ -43,6 +43,7 @@ from mevstack.chain.errors import RpcError
 from mevstack.chain.rpc import JsonRpc
 from mevstack.config import ChainConfig, Settings
 from mevstack.errors import MevstackError
+from mevstack.execution.balances import refresh_executor_balance
 from mevstack.execution.encode import ExecuteArgs, Hop, PathError, PoolKind, encode_balance_of
 from mevstack.execution.lease import ExecutionLease, LeaseLost, LocalLease, RedisLease
 from mevstack.execution.nonces import NonceManager
@@ -499,6 +500,7 @@ class ChainExecution:
         await self.settle_submitted()
         await self.tracker.refresh(self.config.confirmations)
         await refresh_native_balance(self.rpc, self.state, self.name, self.account.address)
+        await refresh_executor_balance(self.rpc, self.state, self.context)
         limits = self.state.limits.get(self.name)
         if limits is not None and self.on_paused is not None:
             reason = paused_reason(limits, self.state.status(self.name))

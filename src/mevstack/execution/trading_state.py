@@ -11,11 +11,20 @@ made at run time are persisted as overrides and win, except that an edited confi
 operator who sets ``mode = "observe"`` in the file and restarts is obeyed.
 
 The kill switch is a :class:`SigningGate` that every signer checks right before signing.
+
+Every change is also one INFO log line (logger ``mevstack.audit``: actor, action, details), and
+the facts Prometheus alerts on (kill switch, in-flight trades, P&L today, balances and their
+floors, paused chains) are kept in the gauges of :mod:`mevstack.obs.engine_metrics`.
+
+P&L and balances are per chain in that chain's native unit, shown with its symbol
+(``native_symbol``): a wei of POL is not a wei of ETH, so amounts of chains with different
+symbols are never added up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -38,9 +47,13 @@ from mevstack.execution.risk import (
     parse_mode,
     paused_reason,
 )
+from mevstack.obs import engine_metrics as metrics
 from mevstack.store import Store
 
 KV_KEY = "execution.trading_state"
+BALANCE_ROLES = ("operator", "executor")
+
+audit_log = logging.getLogger("mevstack.audit")
 
 
 class KillSwitchEngaged(MevstackError):
@@ -111,6 +124,15 @@ class TradingState:
         # runtime facts fed by the tracker and the balance poller; not persisted
         self.in_flight: dict[str, int] = {}
         self.native_balance: dict[str, int] = {}
+        self.executor_balance: dict[str, int] = {}
+        self.symbols = {c.name: c.symbol for c in settings.chains}
+        self._floors = {
+            c.name: (c.operator_balance_floor_wei, c.executor_balance_floor_wei)
+            for c in settings.chains
+        }
+        for chain in self.limits:
+            metrics.declare_chain(chain)
+        self._export()
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -153,6 +175,17 @@ class TradingState:
             self.gate.close()
         else:
             self.gate.open()
+        self._export()
+
+    def _export(self) -> None:
+        """Refresh the gauges that mirror this state."""
+        metrics.KILL_SWITCH.set(1 if self.kill_switch else 0)
+        for chain in self.limits:
+            metrics.PNL_TODAY.labels(chain=chain).set(self.pnl_today.get(chain, 0))
+            for role in BALANCE_ROLES:
+                metrics.BALANCE_FLOOR.labels(chain=chain, role=role).set(
+                    self.balance_floor(chain, role)
+                )
 
     def _persist(self) -> None:
         self.store.kv_set(
@@ -173,6 +206,10 @@ class TradingState:
     def _commit(self, actor: str, action: str, details: Mapping[str, Any]) -> None:
         self._persist()
         self.store.audit(actor, action, details)
+        self._export()
+        audit_log.info(
+            "%s by %s", action, actor, extra={"actor": actor, "action": action, "details": details}
+        )
 
     # -- changes -------------------------------------------------------------------------------
     # Each change validates everything (the actor included) before touching any state.
@@ -317,18 +354,57 @@ class TradingState:
         if today != self.pnl_day:
             self.pnl_day = today
             self.pnl_today = {}
+            self._export()
 
     def record_pnl(self, chain: str, delta_wei: int) -> None:
         """Add a trade's net P&L (negative for a loss; the reverse delta undoes it on a reorg)."""
         self._roll_day()
         self.pnl_today[chain] = self.pnl_today.get(chain, 0) + delta_wei
         self._persist()
+        metrics.PNL_TODAY.labels(chain=chain).set(self.pnl_today[chain])
+        self._export_paused(chain)
 
     def set_in_flight(self, chain: str, count: int) -> None:
         self.in_flight[chain] = count
+        metrics.TRADES_IN_FLIGHT.labels(chain=chain).set(count)
 
     def set_native_balance(self, chain: str, balance_wei: int) -> None:
+        """The operator's native balance (its gas money)."""
         self.native_balance[chain] = balance_wei
+        metrics.BALANCE.labels(chain=chain, role="operator").set(balance_wei)
+        self._export_paused(chain)
+
+    def set_executor_balance(self, chain: str, balance_wei: int) -> None:
+        """The executor contract's wrapped-native inventory."""
+        self.executor_balance[chain] = balance_wei
+        metrics.BALANCE.labels(chain=chain, role="executor").set(balance_wei)
+
+    def _export_paused(self, chain: str) -> None:
+        limits = self.limits.get(chain)
+        if limits is not None:
+            paused = paused_reason(limits, self.status(chain)) is not None
+            metrics.CHAIN_PAUSED.labels(chain=chain).set(1 if paused else 0)
+
+    def balance_floor(self, chain: str, role: str) -> int:
+        """The alert floor of a balance (0: none); the operator's defaults to the pause floor."""
+        operator, executor = self._floors.get(chain, (0, 0))
+        if role == "executor":
+            return executor
+        limits = self.limits.get(chain)
+        return operator or (limits.min_native_balance_wei if limits is not None else 0)
+
+    def low_balances(self, chain: str) -> list[tuple[str, int, int]]:
+        """``(role, balance, floor)`` of every known balance of ``chain`` below its floor."""
+        known = {
+            "operator": self.native_balance.get(chain),
+            "executor": self.executor_balance.get(chain),
+        }
+        low: list[tuple[str, int, int]] = []
+        for role, balance in known.items():
+            floor = self.balance_floor(chain, role)
+            if balance is not None and floor and balance < floor:
+                low.append((role, balance, floor))
+        return low
 
     def status(self, chain: str) -> ChainStatus:
         self._roll_day()
@@ -374,14 +450,25 @@ class TradingState:
             status = self.status(name)
             paused = paused_reason(limits, status)
             balance = status.native_balance_wei
+            inventory = self.executor_balance.get(name)
             chains[name] = {
                 "limits": limits.to_json(),
                 "in_flight": status.in_flight,
+                "native_symbol": self.symbols.get(name, "native"),
                 "native_balance_wei": None if balance is None else str(balance),
+                "executor_balance_wei": None if inventory is None else str(inventory),
+                "balance_floor_wei": {
+                    role: str(self.balance_floor(name, role)) for role in BALANCE_ROLES
+                },
+                "balance_low": [role for role, _, _ in self.low_balances(name)],
                 "pnl_today_wei": str(status.pnl_today_wei),
                 "paused": paused is not None,
                 "paused_reason": paused,
             }
+        by_symbol: dict[str, int] = {}
+        for name in self.limits:
+            symbol = self.symbols.get(name, "native")
+            by_symbol[symbol] = by_symbol.get(symbol, 0) + self.pnl_today.get(name, 0)
         return {
             "mode": self.mode,
             "auto_execute": self.auto_execute,
@@ -390,7 +477,14 @@ class TradingState:
             "chains": chains,
             "blocklist": [e.to_json() for e in self.active_blocklist()],
             "pnl_day": self.pnl_day,
-            "pnl_today_wei": str(sum(self.pnl_today.values())),
+            "pnl_today": {
+                name: {"wei": chain["pnl_today_wei"], "symbol": chain["native_symbol"]}
+                for name, chain in chains.items()
+            },
+            "pnl_today_by_symbol": {k: str(v) for k, v in sorted(by_symbol.items())},
+            # A total only where every chain counts in one currency: ETH and POL do not add up.
+            "pnl_today_wei": str(sum(by_symbol.values())) if len(by_symbol) == 1 else None,
+            "pnl_today_symbol": next(iter(by_symbol)) if len(by_symbol) == 1 else None,
         }
 
 

@@ -59,10 +59,11 @@ _SECRET_FIELD_RE = re.compile(
 )
 _HASH_FIELD_RE = re.compile(r"(?i)(^|_)(hash|hashes)$")
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.  uvicorn adds
+# ``color_message``, the message again with terminal colour codes: never written.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}
 
 
 def redact_text(text: str, *, keep_hashes: bool = False) -> str:

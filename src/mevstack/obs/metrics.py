@@ -2,11 +2,13 @@
 
 Naming conventions (DESIGN.md / issue 8): every name starts with ``mevstack_``, is lower snake
 case, is in base units (seconds, bytes, wei; never ms or kb), counters end in ``_total`` and
-nothing else does, and labels are limited to ``chain``, ``endpoint``, ``strategy``, ``route`` and
-``result`` so label cardinality stays bounded.  The helpers below enforce this at declaration
-time, so a badly named metric fails the first test that imports it rather than reaching a
-dashboard.  Declaring the same metric twice (same kind, same labels) returns the first one, so a
-module may declare what it uses at import time without caring who declared it first.
+nothing else does, and labels come from a fixed list (``ALLOWED_LABELS``) whose values are
+all bounded by the config or the code (chain names, endpoint URLs, RPC method names, trade
+statuses, configured tokens), so label cardinality stays bounded.  The helpers below enforce
+this at declaration time, so a badly named metric fails the first test that imports it rather
+than reaching a dashboard.  Declaring the same metric twice (same kind, same labels) returns the
+first one, so a module may declare what it uses at import time without caring who declared it
+first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 PREFIX = "mevstack_"
 ALLOWED_LABELS: frozenset[str] = frozenset({"chain", "endpoint", "strategy", "route", "result"})
+# The chain and trading metrics' labels (mevstack.obs.engine_metrics): node ``state``, RPC
+# ``method`` and error ``kind``, trade ``status``, profit ``token``, balance ``role``.
+ALLOWED_LABELS |= frozenset({"state", "method", "kind", "status", "token", "role"})
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Our own registry rather than prometheus_client's global one: the process/platform collectors

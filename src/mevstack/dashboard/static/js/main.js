@@ -1,6 +1,9 @@
 // The dashboard: login, the initial state of every panel by REST, then live events over the
 // WebSocket. Every panel shows loading / empty / error / stale honestly, and a banner says when
-// the live feed or the backend is down and how old the data on screen is.
+// the live feed or the backend is down and how old the data on screen is. A second banner says
+// when trading cannot happen: the engine's alerts (kill switch, a chain down or not trading,
+// trades failing, a balance below its floor), and a chain whose nodes are all unhealthy as soon
+// as their status arrives. Native amounts carry their chain's symbol: ETH and POL never add up.
 
 import { config } from "/config.js";
 import uPlot from "/vendor/uplot/uPlot.esm.js";
@@ -25,6 +28,8 @@ const urlHost = host.includes(":") ? `[${host}]` : host;
 const GATEWAY = `${location.protocol}//${urlHost}:${config.gatewayPort}`;
 const WS_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${urlHost}:${config.wsPort}`;
 const HEALTH_POLL_MS = Math.max(1, config.healthPollS || 10) * 1000;
+// The trading state carries the engine's alerts; it is re-read this often besides after changes.
+const ALERT_POLL_MS = 3000;
 const EVENTS = [
   "block.new", "chain.reorg", "node.status", "gas.price", "mev.opportunity",
   "trade.submitted", "trade.included", "trade.failed", "agent.status", "exploit.alert",
@@ -220,7 +225,7 @@ function loadAll() {
 function loadTrading() {
   return load("trading", "/api/trading/state", (state) => {
     S.trading = state;
-    markDirty("exploits", "opps");
+    markDirty("exploits", "opps", "trades", "alerts");
   });
 }
 
@@ -480,7 +485,7 @@ function renderOpps() {
       h("td", {}, o.kind),
       h("td", {}, pathText(o)),
       num(formatTokenAmount(o.amount_in, o.chain, o.token, S.tokens)),
-      num(formatNative(o.net_profit_wei), sign(o.net_profit_wei)),
+      num(native(o.net_profit_wei, o.chain), sign(o.net_profit_wei)),
       num(o.block_number),
       statusCell(o.status));
     keep.set(o.id, { obj: o, tr });
@@ -530,8 +535,8 @@ function renderDetail() {
       fieldRow("gross profit", tok(o.gross_profit), tagOf("gross_profit")),
       fieldRow("gas estimate", String(o.gas_estimate), tagOf("gas_estimate")),
       fieldRow("gas price", formatGwei(o.gas_price_wei), tagOf("gas_price_wei")),
-      fieldRow("gas cost", formatNative(o.gas_cost_wei), tagOf("gas_cost_wei")),
-      fieldRow("net profit", formatNative(o.net_profit_wei), tagOf("net_profit_wei")),
+      fieldRow("gas cost", native(o.gas_cost_wei, o.chain), tagOf("gas_cost_wei")),
+      fieldRow("net profit", native(o.net_profit_wei, o.chain), tagOf("net_profit_wei")),
       fieldRow("trigger tx", o.trigger_tx || "—"),
       fieldRow("detected", o.detected_at || "—"),
     ),
@@ -587,11 +592,31 @@ function renderTrades() {
         num(formatTokenAmount(t.expected_profit, t.chain, t.token, S.tokens)),
         num(t.realized_profit == null ? "pending" : formatTokenAmount(t.realized_profit, t.chain, t.token, S.tokens)),
         num(t.gas_used ?? "—"),
-        num(formatNative(t.gas_cost_wei)),
-        num(formatNative(t.net_pnl_wei), sign(t.net_pnl_wei)),
+        num(native(t.gas_cost_wei, t.chain)),
+        num(native(t.net_pnl_wei, t.chain), sign(t.net_pnl_wei)),
       )),
     ),
   );
+}
+
+// The native currency's symbol of `chain`, as the trading state names it.
+function symbolOf(chain) {
+  const c = S.trading && S.trading.chains && S.trading.chains[chain];
+  return (c && c.native_symbol) || "";
+}
+
+// Native wei of `chain` in whole units with its symbol (exact; "—" when absent).
+function native(value, chain) {
+  const text = formatNative(value);
+  const symbol = symbolOf(chain);
+  return text === "—" || !symbol ? text : `${text} ${symbol}`;
+}
+
+// The day's P&L summed per currency (never across currencies), e.g. "1.2 ETH · 3 POL".
+function pnlTodayText(t) {
+  const bySymbol = Object.entries(t.pnl_today_by_symbol || {});
+  if (!bySymbol.length) return "—";
+  return bySymbol.map(([symbol, wei]) => `${formatNative(wei)} ${symbol}`).join(" · ");
 }
 
 function renderTrading() {
@@ -605,8 +630,9 @@ function renderTrading() {
   $("mode-badge").textContent = `mode: ${t.mode}`;
   $("kill-badge").hidden = !t.kill_switch;
   const chains = Object.entries(t.chains || {});
-  const limitText = (limits) => Object.entries(limits || {})
-    .map(([k, v]) => `${k}=${/_wei$/.test(k) ? formatNative(v) : v}`).join(" · ");
+  const limitText = (limits, chain) => `limits${symbolOf(chain) ? ` (${symbolOf(chain)})` : ""}: ` +
+    Object.entries(limits || {})
+      .map(([k, v]) => `${k}=${/_wei$/.test(k) ? formatNative(v) : v}`).join(" · ");
   const controls = isAdmin()
     ? h("div", { class: "controls" },
       h("button", { id: "kill-toggle", class: t.kill_switch ? "" : "danger", onclick: () => confirmKill(!t.kill_switch) },
@@ -619,13 +645,20 @@ function renderTrading() {
       h("dt", {}, "kill switch"),
       h("dd", { id: "kill-state", class: t.kill_switch ? "st-failed" : "st-ok" },
         t.kill_switch ? `ON${t.kill_reason ? ` — ${t.kill_reason}` : ""}` : "off"),
-      fieldRow("P&L today", `${formatNative(t.pnl_today_wei)} (${t.pnl_day || "—"})`),
+      fieldRow("P&L today", `${pnlTodayText(t)} (${t.pnl_day || "—"})`),
     ),
-    chains.length ? table(["chain", "limits", "in flight", "balance", "paused"],
-      chains.map(([name, c]) => h("tr", {},
-        h("td", {}, name), h("td", { class: "mono wrap" }, limitText(c.limits)),
-        num(c.in_flight), num(c.native_balance_wei == null ? "unknown" : formatNative(c.native_balance_wei)),
-        h("td", {}, c.paused ? `yes: ${c.paused_reason}` : "no")))) : "",
+    chains.length ? table(["chain", "in flight", "operator balance", "executor inventory", "P&L today", "paused"],
+      chains.flatMap(([name, c]) => [h("tr", { dataset: { chain: name } },
+        h("td", {}, name),
+        num(c.in_flight),
+        num(c.native_balance_wei == null ? "unknown" : native(c.native_balance_wei, name),
+          (c.balance_low || []).includes("operator") ? "neg" : ""),
+        num(c.executor_balance_wei == null ? "unknown" : native(c.executor_balance_wei, name),
+          (c.balance_low || []).includes("executor") ? "neg" : ""),
+        h("td", { class: `num pnl-today ${sign(c.pnl_today_wei)}` }, native(c.pnl_today_wei, name)),
+        h("td", {}, c.paused ? `yes: ${c.paused_reason}` : "no")),
+      h("tr", { class: "limits", dataset: { limitsOf: name } },
+        h("td", { class: "mono wrap muted", colspan: 6 }, limitText(c.limits, name)))])) : "",
     h("p", { class: "muted" }, `blocklist: ${(t.blocklist || []).length} entries`),
     controls,
   );
@@ -646,7 +679,7 @@ function confirmKill(engage) {
         close();
         S.trading = answer.data;
         S.panels.trading.ok(answer.meta);
-        markDirty("trading", "exploits");
+        markDirty("trading", "exploits", "alerts");
       } catch (err) {
         note.textContent = err.message;
         confirm.disabled = false;
@@ -761,6 +794,43 @@ function updateBanner() {
   if (problems.length) banner.textContent = `Stale data — ${problems.join("; ")}. Data on screen is ${age} old.`;
 }
 
+// What stops trading, worst first: the engine's alerts, and (before the engine's next word) a
+// chain whose every node the live feed reports unhealthy.
+function tradingProblems() {
+  const alerts = [...((S.trading && S.trading.alerts) || [])];
+  const byChain = new Map();
+  for (const n of S.nodes.values()) {
+    if (!byChain.has(n.chain)) byChain.set(n.chain, []);
+    byChain.get(n.chain).push(n.state);
+  }
+  for (const [chain, states] of byChain) {
+    const known = alerts.some((a) => a.kind === "chain_down" && a.chain === chain);
+    if (!known && states.length && !states.includes("ok")) {
+      alerts.push({ kind: "chain_down", chain, message: `no healthy node (${states.join(", ")})` });
+    }
+  }
+  return alerts;
+}
+
+const ALERT_TITLES = {
+  kill_switch: "Kill switch ON",
+  chain_down: "Chain down",
+  chain_not_trading: "Not trading",
+  trades_failing: "Trades failing",
+  balance_low: "Balance low",
+};
+
+function renderAlerts() {
+  const banner = $("alert-banner");
+  const alerts = tradingProblems();
+  banner.hidden = alerts.length === 0;
+  banner.dataset.kinds = alerts.map((a) => a.kind).join(" ");
+  banner.replaceChildren(...alerts.map((a) => h("div", { class: "alert", dataset: { kind: a.kind, chain: a.chain || "" } },
+    h("strong", {}, `${ALERT_TITLES[a.kind] || a.kind}${a.chain ? ` · ${a.chain}` : ""}: `),
+    a.message,
+    a.since ? h("span", { class: "muted" }, ` (since ${formatTime(a.since)})`) : "")));
+}
+
 function renderCharts() {
   if (!S.chartsDirty) return;
   S.chartsDirty = false;
@@ -827,7 +897,8 @@ function drawChart(chart, el, names, series, label) {
 }
 
 const RENDER = {
-  nodes: renderNodes,
+  nodes: () => { renderNodes(); renderAlerts(); },
+  alerts: renderAlerts,
   gas: renderGas,
   opps: renderOpps,
   detail: renderDetail,
@@ -901,6 +972,7 @@ function start(session) {
   loadAll();
   pollHealth();
   S.timers.push(setInterval(pollHealth, HEALTH_POLL_MS));
+  S.timers.push(setInterval(loadTrading, ALERT_POLL_MS));
   S.timers.push(setInterval(() => { updateBanner(); markDirty("system"); }, 1000));
   S.timers.push(setInterval(renderCharts, CHART_EVERY_MS));
 }
