@@ -203,7 +203,7 @@ def test_event_names_and_websocket_limits_are_documented() -> None:
 
 
 def _opportunity() -> Opportunity:
-    hop = Hop("uniswap-v2", ADDRESS, ADDRESS, ADDRESS, 10, 12)
+    hop = Hop("uniswap-v2", ADDRESS, ADDRESS, ADDRESS, 10, 12, "uniswap_v2")
     return Opportunity(
         id="x",
         chain="ethereum",

@@ -13,8 +13,8 @@ WETH, USDC = "0x" + "1" * 40, "0x" + "2" * 40
 
 def opp(ident: str, pools: tuple[str, str], block: int, out: int) -> Opportunity:
     hops = (
-        Hop("uniswap-v2", pools[0], WETH, USDC, 100, 5000),
-        Hop("sushi-v2", pools[1], USDC, WETH, 5000, out),
+        Hop("uniswap-v2", pools[0], WETH, USDC, 100, 5000, "uniswap_v2"),
+        Hop("sushi-v2", pools[1], USDC, WETH, 5000, out, "uniswap_v2"),
     )
     return Opportunity(
         id=ident, chain="ethereum", chain_id=1, kind="arbitrage", block_number=block,

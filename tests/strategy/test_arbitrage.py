@@ -182,8 +182,9 @@ def test_opportunity_json_shape_and_stable_id() -> None:
     for key in ("amount_in", "amount_out", "gross_profit", "gas_price_wei", "gas_cost_wei"):
         assert re.fullmatch(r"[0-9]+", data[key])
     assert int(data["gross_profit"]) == int(data["amount_out"]) - int(data["amount_in"])
-    hop_keys = ["dex", "pool", "token_in", "token_out", "amount_in", "amount_out"]
+    hop_keys = ["dex", "pool", "token_in", "token_out", "amount_in", "amount_out", "dex_kind"]
     assert all(list(h) == hop_keys for h in data["path"])
+    assert {h["dex_kind"] for h in data["path"]} == {"uniswap_v2"}
     assert data["path"][0]["pool"] in (addr(1), addr(2))  # checksummed
     # same path at a later block with other amounts: same id; other direction/trigger: other id
     later = scan(states, None, GasInputs(GAS.gas_price_wei * 2), terms(), block_number=124,

@@ -55,6 +55,7 @@ class Hop(_Open):
     token_out: str
     amount_in: DecimalString
     amount_out: DecimalString
+    dex_kind: str
 
 
 class Opportunity(_Open):

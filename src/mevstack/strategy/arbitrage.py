@@ -223,7 +223,7 @@ class ArbitrageScanner:
         hops: list[Hop] = []
         amount = at.amount_in
         for key, (t_in, t_out), out in zip(keys, tokens, at.amounts_out, strict=True):
-            hops.append(Hop(key.dex, key.address, t_in, t_out, amount, out))
+            hops.append(Hop(key.dex, key.address, t_in, t_out, amount, out, key.kind))
             amount = out
         ident = opportunity_id(
             terms.chain_id, kind, [(h.pool, h.token_in, h.token_out) for h in hops], trigger_tx

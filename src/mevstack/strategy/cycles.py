@@ -44,6 +44,7 @@ class PoolKey:
     token0: str
     token1: str
     dex: str
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ class CycleIndex:
             if address in self.pool_ids or t0 == t1:
                 continue
             index = len(self.pools)
-            self.pools.append(PoolKey(pool.address, pool.token0, pool.token1, pool.dex))
+            self.pools.append(PoolKey(pool.address, pool.token0, pool.token1, pool.dex, pool.kind))
             self.pool_ids[address] = index
             self._lower.append((t0, t1))
             self.by_pool.append(array("i"))

@@ -32,6 +32,7 @@ class Hop:
     token_out: str
     amount_in: int
     amount_out: int
+    dex_kind: str  # the configured kind of the hop's DEX (uniswap_v2, uniswap_v3, ...)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class Hop:
             "token_out": _checksum(self.token_out),
             "amount_in": str(self.amount_in),
             "amount_out": str(self.amount_out),
+            "dex_kind": self.dex_kind,
         }
 
 

@@ -51,7 +51,7 @@ FEE_DENOMINATOR_BPS = 10_000
 
 @runtime_checkable
 class PoolKeyLike(Protocol):
-    """What the cycle index needs to know about a pool: its tokens, address and DEX name."""
+    """What the cycle index needs to know about a pool: its tokens, address, DEX name and kind."""
 
     @property
     def address(self) -> str: ...
@@ -61,6 +61,8 @@ class PoolKeyLike(Protocol):
     def token1(self) -> str: ...
     @property
     def dex(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
 
 
 class HopQuote(NamedTuple):
