@@ -29,6 +29,9 @@ The engine wires three things in: the trading state's blocklist (``blocked_token
 expires live ones at once), listeners of each published batch (auto-execution), and
 ``before_block`` hooks that see each block with the market still in the state before it (the
 exploit watch).
+
+An executed opportunity is never expired: once the store shows it ``submitted`` (or settled) it
+follows its trade (the execution publishes those changes), and the runtime only forgets it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ from mevstack.strategy.opportunity import Opportunity
 from mevstack.strategy.valuation import GasInputs
 
 log = logging.getLogger(__name__)
+
+EXECUTED_STATUSES = ("submitted", "included", "failed")
 
 WIRED_STRATEGIES = ("arbitrage", "backrun")
 
@@ -544,6 +549,11 @@ class ChainRuntime:
             *self.not_blocked([o for o in changes if o.status != "expired"]),
             *(o for o in changes if o.status == "expired"),
         ]
+        expired = [o.id for o in changes if o.status == "expired"]
+        if expired and self.store is not None:
+            executed = await asyncio.to_thread(self._executed, expired)
+            if executed:
+                changes = [o for o in changes if o.status != "expired" or o.id not in executed]
         changes = self.with_token_units(changes)
         docs = [o.to_json() for o in changes]
         for listener in self.opportunity_listeners:
@@ -564,6 +574,16 @@ class ChainRuntime:
                 keep_per_chain=self.retention.keep_per_chain,
                 older_than=datetime.now(UTC) - self.retention.max_age,
             )
+
+    def _executed(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the store shows executed (their status follows their trade)."""
+        assert self.store is not None
+        out: set[str] = set()
+        for ident in ids:
+            stored = self.store.get_opportunity(ident)
+            if stored is not None and stored.get("status") in EXECUTED_STATUSES:
+                out.add(ident)
+        return out
 
     def with_token_units(self, found: Sequence[Opportunity]) -> list[Opportunity]:
         """``found`` with its start token's symbol and decimals wherever the market has read
