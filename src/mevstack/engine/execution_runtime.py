@@ -96,6 +96,7 @@ DEFAULT_PRIORITY_FEE_WEI = 10**9
 MAX_IDEMPOTENCY_KEYS = 10_000  # answers remembered per chain, oldest forgotten first
 AUTO_TRIES = 3  # candidates tried per scan before waiting for the next one
 MAX_RESUBMITS = 3  # replacements / cancellations of one trade before it is given up
+MAX_REMEMBERED_SENDS = 1_000  # trades whose transaction is kept to replace it after a reorg
 REORG_WINDOW = 256  # blocks back in which final trades are re-checked after a deep reorg
 
 
@@ -256,6 +257,8 @@ class ChainExecution:
         self._tasks: list[asyncio.Task[None]] = []
         self.refusals: list[tuple[str, str]] = []  # (opportunity id, reason), recent first
         self._watch: dict[str, _Watch] = {}  # submitted trade id -> its healing state
+        # what went out for recent trades: a trade a reorg sends back is replaced from it
+        self._sent: dict[str, Sent] = {}
         self._last_head: tuple[int, str] | None = None  # (number, hash) the loop saw last
 
     @staticmethod
@@ -380,13 +383,10 @@ class ChainExecution:
         outcome = await self.pipeline.execute(plan, candidate=candidate, auto=auto)
         if outcome.trade is not None:
             self._by_opportunity[opportunity.id] = (outcome.trade.id, opportunity.block_number)
-            if outcome.sent is not None and outcome.trade.status == "submitted":
-                tx = outcome.sent.tx
-                self._watch[outcome.trade.id] = _Watch(
-                    sent=outcome.sent,
-                    nonce=outcome.sent.nonce,
-                    fees=(tx.max_fee_per_gas, tx.max_priority_fee_per_gas),
-                )
+            if outcome.sent is not None:
+                self._sent[outcome.trade.id] = outcome.sent
+                while len(self._sent) > MAX_REMEMBERED_SENDS:
+                    del self._sent[next(iter(self._sent))]  # the oldest first
         elif outcome.refused is not None:
             self.refusals.insert(0, (opportunity.id, outcome.refused))
             del self.refusals[50:]
@@ -560,7 +560,13 @@ class ChainExecution:
     async def _heal(self, trade: Trade, head: int) -> Trade | None:
         """One look at a submitted trade none of whose transactions is mined: the trade settled
         (``failed``) when it can no longer land, else ``None`` (left, replaced or cancelled)."""
-        watch = self._watch.setdefault(trade.id, _Watch())
+        watch = self._watch.get(trade.id)
+        if watch is None:
+            sent = self._sent.get(trade.id)
+            watch = self._watch[trade.id] = _Watch(sent=sent)
+            if sent is not None:
+                watch.nonce = sent.nonce
+                watch.fees = (sent.tx.max_fee_per_gas, sent.tx.max_priority_fee_per_gas)
         if watch.since is None:
             watch.since = head
         for cancel in watch.cancels:
@@ -635,7 +641,7 @@ class ChainExecution:
         signed = await self.submitter.signer.sign(tx)
         watch.fees = (int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"]))
         if replacement is not None:
-            watch.sent = replacement
+            watch.sent = self._sent[trade.id] = replacement
             # on the row before it can be on the wire, like the first send
             self.store.update_trade(trade.id, tx_hashes=(*trade.tx_hashes, signed.hash))
         else:
@@ -686,8 +692,13 @@ class ChainExecution:
         async with self._lock:  # no execution may reserve while the nonce moves down
             if self._active_count():
                 return
-            if await self.nonces.pending_count() < (self.nonces.next_nonce or 0):
-                await self.nonces.resync("chain_behind", trust_chain=True)
+            if await self.nonces.pending_count() >= (self.nonces.next_nonce or 0):
+                return
+            # a settled trade the shorter chain dropped re-opens first (it is then replaced at
+            # its nonce): only a chain that holds all our settled trades is trusted
+            if await self.tracker.recheck(0, REORG_WINDOW) or self._active_count():
+                return
+            await self.nonces.resync("chain_behind", trust_chain=True)
 
     def _active_count(self) -> int:
         return sum(

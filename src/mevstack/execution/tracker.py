@@ -211,8 +211,8 @@ class Tracker:
         return back
 
     async def recheck(self, confirmations: int, window: int) -> list[Trade]:
-        """Final trades (``confirmations`` reached) mined in the last ``window`` blocks whose
-        block no longer holds them go back to ``submitted`` (see the module docstring)."""
+        """Settled trades with at least ``confirmations`` (0: all) mined in the last ``window``
+        blocks whose block no longer holds them go back to ``submitted`` (module docstring)."""
         head = int(await self.rpc.request("eth_blockNumber", []), 16)
         changed: list[Trade] = []
         for status in ("included", "reverted"):
