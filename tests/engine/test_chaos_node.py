@@ -24,7 +24,7 @@ from mevstack.devnet.rpc import DevnetRpc
 from mevstack.engine.engine import Engine
 from mevstack.obs.metrics import sample_value
 from mevstack.store import Store, Trade
-from tests.chain.proxy import DelayProxy
+from tests.chain.proxy import DelayProxy, FaultKind
 from tests.engine.test_execution_e2e import PASSWORD_ENV, WEI, planted_opportunity
 from tests.engine.world import ExecutionWorld as World
 from tests.engine.world import chain_entry, equip_for_execution
@@ -144,6 +144,30 @@ def assert_nothing_lost_or_doubled(c: Chaos, w: World) -> None:
     assert pending == mined_count  # nothing of ours is left waiting in the pool
 
 
+def usdc_of(w: World) -> int:
+    return w.trader.balance(w.dep.token("USDC").address)
+
+
+async def stuck_trade(c: Chaos, w: World) -> tuple[str, str, str, int]:
+    """A planted opportunity executed, then its transaction evicted from the node's pool before
+    any block held it, and the market moved back so the opportunity is gone: (trade id,
+    opportunity id, transaction hash, nonce)."""
+    usdc = await asyncio.to_thread(usdc_of, w)
+    opportunity = await planted_opportunity(c.engine, w)
+    bought = await asyncio.to_thread(usdc_of, w) - usdc
+    w.rpc.call("evm_setAutomine", [False])
+    answer = await c.engine.executions["ethereum"].execute(opportunity, None)
+    assert answer["status"] == "submitted", answer["error"]
+    ours = answer["tx_hashes"][-1]
+    nonce = int(w.rpc.call("eth_getTransactionByHash", [ours])["nonce"], 16)
+    w.rpc.call("anvil_dropTransaction", [ours])
+    assert w.rpc.call("eth_getTransactionByHash", [ours]) is None
+    w.rpc.call("evm_setAutomine", [True])
+    uni = w.dep.pool("uniswap-v2", "WETH", "USDC")
+    await asyncio.to_thread(w.trader.swap, uni, w.dep.token("USDC").address, w.dep.weth, bought)
+    return answer["id"], opportunity.id, ours, nonce
+
+
 def counted(metric: str, **labels: str) -> float:
     return sample_value(metric, {"chain": "ethereum", **labels}) or 0.0
 
@@ -157,13 +181,13 @@ def counted(metric: str, **labels: str) -> float:
     ],
 )
 async def test_a_send_with_an_unknown_outcome_lands_once_and_trading_goes_on(
-    w: World, tmp_path: Path, fault: str, resolution: str, delivered: int
+    w: World, tmp_path: Path, fault: FaultKind, resolution: str, delivered: int
 ) -> None:
     async with engine_behind_proxy(w, tmp_path) as c:
         before = counted("mevstack_send_unknown_outcome_total", resolution=resolution)
         opportunity = await planted_opportunity(c.engine, w)
         # beyond the engine's RPC answer deadline (1 s at a 1 s block time)
-        c.proxy.inject("eth_sendRawTransaction", fault, seconds=3.0)  # type: ignore[arg-type]
+        c.proxy.inject("eth_sendRawTransaction", fault, seconds=3.0)
         answer = await c.engine.executions["ethereum"].execute(opportunity, None)
         assert c.proxy.injected[fault] == 1
         assert answer["status"] == "submitted", answer["error"]
@@ -249,6 +273,61 @@ async def test_a_submitted_trade_the_node_never_kept_stops_blocking_its_chain(
         row = c.store.get_trade("left-over")
         assert row is not None and row.error is not None and "not landed" in row.error
         await wait_until(lambda: state.in_flight.get("ethereum") == 0, 10, "nothing in flight")
+        again = await trade_and_land(c, w)
+        assert again.status == "included"
+        assert_nothing_lost_or_doubled(c, w)
+
+
+async def test_a_stuck_trade_that_no_longer_pays_is_cancelled_and_trading_goes_on(
+    w: World, tmp_path: Path
+) -> None:
+    async with engine_behind_proxy(w, tmp_path) as c:
+        cancelled = counted("mevstack_trades_replaced_total", action="cancelled")
+        trade_id, opportunity_id, ours, nonce = await stuck_trade(c, w)
+        await mine_until(w, lambda: status_of(c, trade_id) == "failed", "the trade cancelled")
+        assert counted("mevstack_trades_replaced_total", action="cancelled") == cancelled + 1
+        row = c.store.get_trade(trade_id)
+        assert row is not None and row.error is not None and "cancellation" in row.error
+        cancel = row.error.rsplit(" ", 1)[-1]
+        mined = w.rpc.call("eth_getTransactionByHash", [cancel])
+        assert int(mined["nonce"], 16) == nonce and int(mined["value"], 16) == 0
+        assert mined["to"].lower() == mined["from"].lower() == w.operator.address.lower()
+        receipt = w.rpc.call("eth_getTransactionReceipt", [cancel])
+        cost = int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+        assert row.gas_cost_wei == cost and row.net_pnl_wei == -cost
+        assert w.rpc.call("eth_getTransactionReceipt", [ours]) is None
+        stored = c.store.get_opportunity(opportunity_id)
+        assert stored is not None and stored["status"] == "failed"
+        again = await trade_and_land(c, w)
+        assert again.status == "included"
+        assert_nothing_lost_or_doubled(c, w)
+
+
+async def test_a_stuck_trade_whose_nonce_another_transaction_took_is_failed(
+    w: World, tmp_path: Path
+) -> None:
+    async with engine_behind_proxy(w, tmp_path) as c:
+        consumed = counted("mevstack_trades_replaced_total", action="nonce_consumed")
+        trade_id, _, ours, nonce = await stuck_trade(c, w)
+        # the same key signs something else at that nonce (another tool, an operator by hand)
+        other = w.operator.sign_transaction(
+            {
+                "type": 2,
+                "chainId": 1,
+                "nonce": nonce,
+                "to": w.dep.deployer,
+                "value": 1,
+                "gas": 21_000,
+                "maxFeePerGas": 100 * 10**9,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
+        w.rpc.call("eth_sendRawTransaction", ["0x" + bytes(other.raw_transaction).hex()])
+        await mine_until(w, lambda: status_of(c, trade_id) == "failed", "the trade failed")
+        assert counted("mevstack_trades_replaced_total", action="nonce_consumed") == consumed + 1
+        row = c.store.get_trade(trade_id)
+        assert row is not None and row.error is not None and "was taken" in row.error
+        assert w.rpc.call("eth_getTransactionReceipt", [ours]) is None
         again = await trade_and_land(c, w)
         assert again.status == "included"
         assert_nothing_lost_or_doubled(c, w)
