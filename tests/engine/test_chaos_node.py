@@ -331,3 +331,31 @@ async def test_a_stuck_trade_whose_nonce_another_transaction_took_is_failed(
         again = await trade_and_land(c, w)
         assert again.status == "included"
         assert_nothing_lost_or_doubled(c, w)
+
+
+async def test_a_chain_that_lost_our_cancellation_gets_its_nonce_back(
+    w: World, tmp_path: Path
+) -> None:
+    """The node comes back without a block that held our cancellation (no trade of ours in it,
+    so nothing re-opens): the chain's nonce is behind ours, and the engine takes it from the
+    chain instead of sending into a gap that nothing would fill."""
+    async with engine_behind_proxy(w, tmp_path) as c:
+        behind = counted("mevstack_nonce_resyncs_total", reason="chain_behind")
+        trade_id, _, _, nonce = await stuck_trade(c, w)
+        shorter = w.rpc.call("evm_snapshot", [])
+        await mine_until(w, lambda: status_of(c, trade_id) == "failed", "the trade cancelled")
+        assert c.engine.executions["ethereum"].nonces.next_nonce == nonce + 1
+        c.proxy.down = True
+        assert w.rpc.call("evm_revert", [shorter]) is True
+        c.proxy.down = False
+        mined = int(w.rpc.call("eth_getTransactionCount", [w.operator.address, "pending"]), 16)
+        assert mined == nonce  # the cancellation went with the block
+        await mine_until(
+            w,
+            lambda: counted("mevstack_nonce_resyncs_total", reason="chain_behind") == behind + 1,
+            "the nonce taken from the chain",
+        )
+        assert c.engine.executions["ethereum"].nonces.next_nonce == nonce
+        again = await trade_and_land(c, w)
+        assert again.status == "included"
+        assert_nothing_lost_or_doubled(c, w)

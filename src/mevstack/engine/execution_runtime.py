@@ -17,8 +17,9 @@ The follow loop also heals what would otherwise block the chain:
   chain shorter) re-checks trades already final within ``REORG_WINDOW`` blocks, and so does
   the first pass after a start;
 * the in-flight count is recounted from the store's active trades, and with nothing in flight
-  a chain whose pending nonce fell behind ours (it came back shorter) is trusted, so the next
-  nonce is one the chain can use.
+  a chain whose pending nonce stays behind ours for ``resubmit_after_blocks`` (it came back
+  shorter, taking some of our transactions with it) is trusted, so the next nonce is one the
+  chain can use.
 
 Opportunities reach it two ways: :meth:`ChainExecution.execute` (the API's execute: at most one
 active trade per opportunity, the first answer repeated for a repeated ``Idempotency-Key``) and
@@ -260,6 +261,7 @@ class ChainExecution:
         # what went out for recent trades: a trade a reorg sends back is replaced from it
         self._sent: dict[str, Sent] = {}
         self._last_head: tuple[int, str] | None = None  # (number, hash) the loop saw last
+        self._behind_since: int | None = None  # head when the chain's nonce fell behind ours
 
     @staticmethod
     def _route(
@@ -693,11 +695,19 @@ class ChainExecution:
             if self._active_count():
                 return
             if await self.nonces.pending_count() >= (self.nonces.next_nonce or 0):
+                self._behind_since = None
                 return
-            # a settled trade the shorter chain dropped re-opens first (it is then replaced at
-            # its nonce): only a chain that holds all our settled trades is trusted
+            # behind for a while, not one lagging answer; and a settled trade the shorter chain
+            # dropped re-opens first (to be replaced at its nonce): only a chain that holds all
+            # our settled trades is trusted
+            head = await self._head()
+            if self._behind_since is None or self._behind_since > head:
+                self._behind_since = head
+            if head - self._behind_since < self.config.resubmit_after_blocks:
+                return
             if await self.tracker.recheck(0, REORG_WINDOW) or self._active_count():
                 return
+            self._behind_since = None
             await self.nonces.resync("chain_behind", trust_chain=True)
 
     def _active_count(self) -> int:
