@@ -31,7 +31,9 @@ expires live ones at once), listeners of each published batch (auto-execution), 
 exploit watch).
 
 An executed opportunity is never expired: once the store shows it ``submitted`` (or settled) it
-follows its trade (the execution publishes those changes), and the runtime only forgets it.
+follows its trade (the execution publishes those changes), and the runtime only forgets it.  A
+new sighting of the same path is still published (it may be executed in turn) but does not
+overwrite the stored outcome.
 """
 
 from __future__ import annotations
@@ -564,7 +566,7 @@ class ChainRuntime:
             for doc in docs:
                 await self._publish(EventName.MEV_OPPORTUNITY, self.name, doc)
         if self.store is not None and docs:
-            await asyncio.to_thread(self.store.upsert_opportunities, docs)
+            await asyncio.to_thread(self._store_changes, docs)
         self.published += len(docs)
         self._scans_since_prune += 1
         if self.store is not None and self._scans_since_prune >= self.retention.every_blocks:
@@ -574,6 +576,13 @@ class ChainRuntime:
                 keep_per_chain=self.retention.keep_per_chain,
                 older_than=datetime.now(UTC) - self.retention.max_age,
             )
+
+    def _store_changes(self, docs: list[dict[str, Any]]) -> None:
+        """Upsert ``docs``, except new sightings of an executed path: the stored opportunity
+        keeps its trade's outcome (a sighting that is executed in turn moves it again)."""
+        assert self.store is not None
+        executed = self._executed([d["id"] for d in docs])
+        self.store.upsert_opportunities([d for d in docs if d["id"] not in executed])
 
     def _executed(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` the store shows executed (their status follows their trade)."""
