@@ -237,6 +237,7 @@ class ChainConfig(_Section):
     strategies: list[Literal["arbitrage", "backrun"]] | None = None
     max_hops: int = Field(default=3, ge=2, le=4)
     confirmations: int = Field(default=2, ge=0)
+    resubmit_after_blocks: int = Field(default=5, ge=1)
     min_net_profit_wei: Wei = 0
     max_trade_wei: Wei = 0
     daily_loss_limit_wei: Wei = 0

@@ -1,22 +1,42 @@
-"""Local proxies for tests: HTTP JSON-RPC that can delay or hang, raw TCP that can go down or flap.
+"""Local proxies for tests: HTTP JSON-RPC that can delay, hang or inject faults, raw TCP that can
+go down or flap.
 
 They stand in for a network between us and a node (a slow link, a half-dead node, a cut path),
 not for the node: every answer that reaches the client is the real node's answer.  The HTTP proxy
-also notes each JSON-RPC method that passes (batches included), so a test can prove what was, or
-was never, asked.
+also notes each JSON-RPC method that passes (batches included) and each one it forwarded to the
+node, so a test can prove what was, or was never, asked or delivered.
+
+Faults (``DelayProxy.inject``), each for the next call(s) of one JSON-RPC method:
+
+* ``lose_answer``: forward the request, let the node act on it, then cut the connection
+  instead of answering (the node got it, the client cannot know);
+* ``swallow``: cut the connection without forwarding (the node never got it);
+* ``late``: hold the request ``seconds`` before forwarding it (beyond the client's timeout, the
+  node acts on it after the client gave up).
+
+``down`` cuts every connection as soon as a request arrives: a dead node, as the client sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import httpx
 import orjson
 
 from tests.ports import free_port_block
+
+FaultKind = Literal["lose_answer", "swallow", "late"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    seconds: float = 0.0  # how long ``late`` holds the request
 
 
 @dataclass
@@ -28,6 +48,10 @@ class DelayProxy:
     port: int = 0
     requests: int = 0
     methods: Counter[str] = field(default_factory=Counter)  # JSON-RPC methods seen, per call
+    forwarded: Counter[str] = field(default_factory=Counter)  # of those, delivered to the node
+    down: bool = False  # cut every connection at its first request (a dead node)
+    faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    injected: Counter[str] = field(default_factory=Counter)  # faults applied, by kind
     _server: asyncio.Server | None = field(default=None, repr=False)
     _client: httpx.AsyncClient | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -53,12 +77,26 @@ class DelayProxy:
         if self._client is not None:
             await self._client.aclose()
 
-    def _record(self, body: bytes) -> None:
+    def inject(self, method: str, kind: FaultKind, *, seconds: float = 0.0, times: int = 1) -> None:
+        """Apply ``kind`` to the next ``times`` requests that call ``method``."""
+        queue = self.faults.setdefault(method, deque())
+        queue.extend(Fault(kind, seconds) for _ in range(times))
+
+    def _methods(self, body: bytes) -> list[str]:
         with contextlib.suppress(orjson.JSONDecodeError):
             payload = orjson.loads(body)
-            for call in payload if isinstance(payload, list) else [payload]:
-                if isinstance(call, dict):
-                    self.methods[str(call.get("method"))] += 1
+            calls = payload if isinstance(payload, list) else [payload]
+            return [str(call.get("method")) for call in calls if isinstance(call, dict)]
+        return []
+
+    def _fault(self, methods: list[str]) -> Fault | None:
+        for method in methods:
+            queue = self.faults.get(method)
+            if queue:
+                fault = queue.popleft()
+                self.injected[fault.kind] += 1
+                return fault
+        return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -73,19 +111,28 @@ class DelayProxy:
                         length = int(line.split(b":", 1)[1])
                 body = await reader.readexactly(length)
                 self.requests += 1
-                self._record(body)
+                methods = self._methods(body)
+                self.methods.update(methods)
+                if self.down:
+                    return  # the finally cuts the connection
+                fault = self._fault(methods)
                 if self.hang:
                     await asyncio.Event().wait()
+                if fault is not None and fault.kind == "swallow":
+                    return
+                if fault is not None and fault.kind == "late":
+                    # the node gets it although the client gave up waiting long ago
+                    await asyncio.sleep(fault.seconds)  # the simulated late delivery itself
+                    await self._forward(body, methods)
+                    return
                 if self.delay:
                     await asyncio.sleep(self.delay)  # the simulated network latency itself
                 if self.status is not None:
                     status, payload = self.status, b"{}"
                 else:
-                    assert self._client is not None
-                    answer = await self._client.post(
-                        self.upstream, content=body, headers={"content-type": "application/json"}
-                    )
-                    status, payload = answer.status_code, answer.content
+                    status, payload = await self._forward(body, methods)
+                if fault is not None and fault.kind == "lose_answer":
+                    return  # the node acted on it; the answer is lost with the connection
                 writer.write(
                     f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
                     f"content-length: {len(payload)}\r\n\r\n".encode()
@@ -96,7 +143,15 @@ class DelayProxy:
             pass
         finally:
             self._tasks.discard(task)
-            writer.close()
+            writer.transport.abort()  # a cut: no answer for a request still open
+
+    async def _forward(self, body: bytes, methods: list[str]) -> tuple[int, bytes]:
+        assert self._client is not None
+        answer = await self._client.post(
+            self.upstream, content=body, headers={"content-type": "application/json"}
+        )
+        self.forwarded.update(methods)
+        return answer.status_code, answer.content
 
 
 @dataclass

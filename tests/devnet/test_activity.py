@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 
 from mevstack.devnet.activity import MAX_TRADE_USD, NoiseTraders, choose_trade
 from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment
 from mevstack.devnet.rpc import DevnetRpc
+from tests.chain.proxy import DelayProxy
+from tests.waiting import wait_until
 
 Devnet = tuple[Anvil, ChainDeployment]
 
@@ -95,3 +99,42 @@ def test_seeded_pools_sit_near_reference(devnet_chain: Devnet) -> None:
     # Seeded skews are within ±1.2 %, so every mid price is within that of the catalog price.
     assert all(abs(x) < 0.0125 for x in deviations.values()), deviations
     assert any(abs(x) > 0.0005 for x in deviations.values())
+
+
+async def test_traders_back_off_while_the_node_is_unreachable_then_trade_again(
+    chain_snapshot: Devnet,
+) -> None:
+    node, d = chain_snapshot
+    proxy = await DelayProxy(node.rpc_url).start()
+    # the traders are synchronous: they run in threads while the proxy serves on this loop
+    traders = await asyncio.to_thread(NoiseTraders, proxy.url, d, seed=5)
+    stop = threading.Event()
+    runner: asyncio.Future[None] | None = None
+
+    def mined() -> int:
+        with DevnetRpc(node.rpc_url) as rpc:
+            return sum(
+                int(rpc.call("eth_getTransactionCount", [a, "latest"]), 16)
+                for a in traders.accounts
+            )
+
+    try:
+        await asyncio.to_thread(traders.setup)
+        runner = asyncio.ensure_future(
+            asyncio.to_thread(traders.run, stop, interval=0.02, max_backoff=0.2)
+        )
+        await wait_until(lambda: traders.sent >= 3, 20, "the traders trading")
+        proxy.down = True  # the node is gone, as far as the traders can tell
+        await wait_until(lambda: traders.failures >= 3, 20, "failures, retried")
+        assert not runner.done()
+        sent, before = traders.sent, await asyncio.to_thread(mined)
+        proxy.down = False
+        await wait_until(lambda: traders.sent >= sent + 5, 20, "the traders trading again")
+        # what they send now lands (their nonces were taken from the node again)
+        assert await asyncio.to_thread(mined) >= before + 4
+    finally:
+        stop.set()
+        if runner is not None:
+            await runner
+        traders.close()
+        await proxy.stop()

@@ -1,5 +1,6 @@
 """``mevstack demo`` as a user runs it (a subprocess, here on free ports and two chains): it
-finds opportunities, executes at least one with realized profit, and SIGINT stops it all."""
+finds opportunities, executes at least one with realized profit, shows the executed opportunity
+with its trade's outcome, starts on a new database, and SIGINT stops it all."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import httpx
 
 from mevstack.devnet.anvil import free_port
 from mevstack.devnet.demo import with_executors
+from mevstack.store import Store, Trade
 from tests.ports import free_port_block
 
 EXECUTOR_A = "0x" + "a" * 40
@@ -55,6 +57,19 @@ def test_demo_executes_with_profit_and_stops_cleanly_on_sigint(tmp_path: Path) -
     base = free_port_block(2)
     engine, gateway, ws, dashboard = (free_port() for _ in range(4))
     out = tmp_path / "demo.out"
+    # a previous run's database, with a trade on chains that are gone: the demo starts afresh
+    (tmp_path / "state").mkdir()
+    with Store.open(f"sqlite:///{tmp_path}/state/mevstack.db") as old:
+        old.insert_trade(
+            Trade(
+                id="previous-run",
+                chain="ethereum",
+                route="public",
+                token="0x" + "11" * 20,
+                status="submitted",
+                tx_hashes=("0x" + "22" * 32,),
+            )
+        )
     command = [
         str(Path(sys.executable).parent / "mevstack"),
         "demo",
@@ -109,6 +124,19 @@ def test_demo_executes_with_profit_and_stops_cleanly_on_sigint(tmp_path: Path) -
 
         trades = _poll("an included trade with profit", 120, profitable)
         assert all(t["realized_profit"] == t["expected_profit"] for t in trades[:1])
+        assert (tmp_path / "state" / "mevstack-previous.db").exists()
+        assert all(t["id"] != "previous-run" for t in get("/api/trades?limit=500"))
+
+        def followed() -> list[dict[str, Any]]:
+            # an executed opportunity ends in its trade's outcome, not "expired"
+            found = []
+            for trade in profitable():
+                answer = client.get(f"/api/mev/opportunities/{trade['opportunity_id']}")
+                if answer.is_success and answer.json()["data"]["status"] == "included":
+                    found.append(trade)
+            return found
+
+        assert _poll("an opportunity that followed its trade", 60, followed)
         client.close()
     finally:
         proc.send_signal(signal.SIGINT)

@@ -475,16 +475,18 @@ async def test_auto_execution_backruns_a_pending_victim_right_behind_it(
     row = await included_in_order(r, w, trade.id, [victim, ours], before)
     assert row.token_symbol == "WETH" and row.token_decimals == 18
 
-    # the mined trigger withdraws its backrun, which is not tried again
-    def withdrawn() -> bool:
-        return any(
-            e.event.value == "mev.opportunity"
-            and e.data["id"] == found["id"]
-            and e.data["status"] == "expired"
+    # the executed backrun ends in its trade's outcome, published again; never "expired"
+    def statuses() -> list[str]:
+        return [
+            e.data["status"]
             for e in r.events
-        )
+            if e.event.value == "mev.opportunity" and e.data["id"] == found["id"]
+        ]
 
-    await wait_until(withdrawn, 15, "the backrun to be withdrawn")
+    await wait_until(lambda: "included" in statuses(), 15, "the backrun to follow its trade")
+    assert statuses()[-2:] == ["submitted", "included"] and "expired" not in statuses()
+    stored = r.engine.store.get_opportunity(found["id"])
+    assert stored is not None and stored["status"] == "included"
     assert [t.id for t in r.engine.store.list_trades(chain="ethereum").items] == [trade.id]
     assert execution.submitter.signer.signed == 1
 

@@ -10,10 +10,14 @@ over a long demo.
 (V2 Router02 of both V2 DEXes, V3 SwapRouter) and sends the chosen swaps.
 
 Traders are anvil accounts 6..9 (accounts 1..5 stay free for other tools, account 0 deployed).
+A node that stops answering (killed, restarting, restored from an older state) does not stop
+them: each failure is logged and counted, the traders back off (doubling, up to
+``MAX_BACKOFF_S``), take their nonces from the node again and carry on once it answers.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -29,12 +33,16 @@ from mevstack.devnet.deploy import DEADLINE, MAX_UINT256, ChainDeployment, PoolI
 from mevstack.devnet.rpc import AccountSender, DevnetRpc, encode_call
 from mevstack.errors import DevnetError
 
+log = logging.getLogger(__name__)
+
 TRADER_ACCOUNTS = range(6, 10)
 FUNDING_USD = 100_000_000  # per trader and token: thousands of trades before any runs dry
 MIN_TRADE_USD = 200
 MAX_TRADE_USD = 40_000
 REVERSION = 20.0  # lean per unit of relative deviation: 1 % too high -> 70 % of trades sell
 SWAP_GAS = 600_000  # a limit, not a cost estimate: crossing several V3 ticks stays under it
+FIRST_BACKOFF_S = 0.25
+MAX_BACKOFF_S = 8.0
 
 V2_SWAP = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
 V3_SWAP = "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
@@ -138,6 +146,8 @@ class NoiseTraders:
         self.senders: list[AccountSender] = []
         self.sent = 0
         self.reverted = 0
+        self.failures = 0  # sends or reads the node did not answer
+        self._stale = False  # a failure left the local nonces unsure: take them from the node
         self._unchecked: list[str] = []
 
     def close(self) -> None:
@@ -204,7 +214,7 @@ class NoiseTraders:
         try:
             tx_hash = sender.send(router, data, gas=SWAP_GAS, track=False)
         except DevnetError:
-            sender.resync()
+            self._stale = True
             raise
         self.sent += 1
         self._unchecked.append(tx_hash)
@@ -223,18 +233,34 @@ class NoiseTraders:
                 self.reverted += 1
         self._unchecked = still
 
-    def run(self, stop: threading.Event, *, interval: float) -> None:
-        """Trade until ``stop`` is set, on average once per ``interval`` seconds.
+    def run(
+        self, stop: threading.Event, *, interval: float, max_backoff: float = MAX_BACKOFF_S
+    ) -> None:
+        """Trade until ``stop`` is set, on average once per ``interval`` seconds; a node that
+        does not answer is retried with a doubling backoff (see the module docstring).
 
-        The wait is pacing, not synchronisation: noise traders act on a clock, like people.
+        The waits are pacing, not synchronisation: noise traders act on a clock, like people.
         """
+        backoff = 0.0
         while not stop.is_set():
             try:
+                if self._stale:
+                    for sender in self.senders:
+                        sender.resync()
+                    self._stale = False
                 self.step()
                 if self.sent % 20 == 0:
                     self.check_receipts()
-            except DevnetError:
+            except DevnetError as exc:
                 if stop.is_set():
                     return  # the node went away because the devnet is stopping
-                raise
+                self.failures += 1
+                self._stale = True
+                backoff = min(max_backoff, backoff * 2 or FIRST_BACKOFF_S)
+                log.warning("noise traders: %s; retrying in %.2f s", exc, backoff)
+                stop.wait(backoff)
+                continue
+            if backoff:
+                log.info("noise traders: node %s answers again; trading", self.rpc.url)
+                backoff = 0.0
             stop.wait(self.rng.expovariate(1.0 / interval))

@@ -4,8 +4,10 @@ DEVNET ONLY.  Everything here is throw-away: a fresh random operator key (funded
 account, stored in a keystore under the demo state dir, its generated password handed to the
 engine through this process's environment only), an executor deployed on each chain and given
 some WETH inventory (for paths that cannot borrow their input), a config in live mode with
-auto-execution, and an admin API token minted into the demo store.  Then ``mevstack up`` runs in
-this process.  Ctrl-C (or SIGTERM) stops the servers, the noise traders and every anvil.
+auto-execution, and an admin API token minted into the demo store (a fresh one: the chains and
+the operator are new on every run, so the previous run's database is moved aside rather than
+followed against chains that no longer exist).  Then ``mevstack up`` runs in this process.
+Ctrl-C (or SIGTERM) stops the servers, the noise traders and every anvil.
 Everything before the stack is ``demo_world``, so a benchmark can run the same world in-process.
 """
 
@@ -234,9 +236,22 @@ def _start_activity(chains: list[DevnetChain], seed: int) -> _Activity:
     return activity
 
 
+def _set_aside_previous(state: Path) -> None:
+    """Move the last run's SQLite database (and its journal files) to ``mevstack-previous.db``."""
+    database = state / "mevstack.db"
+    if not database.exists():
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        old = state / f"mevstack.db{suffix}"
+        if old.exists():
+            old.replace(state / f"mevstack-previous.db{suffix}")
+    _say(f"mevstack demo: new chains, new database; the last run's is {state}/mevstack-previous.db")
+
+
 async def _prepare(options: DemoOptions, chains: list[DevnetChain]) -> tuple[Settings, str, str]:
     state = options.state_dir
     state.mkdir(parents=True, exist_ok=True)
+    _set_aside_previous(state)
     operator: LocalAccount = Account.create()
     password = secrets.token_urlsafe(24)
     keystore = state / "demo-operator-key.json"

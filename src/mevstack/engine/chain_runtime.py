@@ -29,6 +29,11 @@ The engine wires three things in: the trading state's blocklist (``blocked_token
 expires live ones at once), listeners of each published batch (auto-execution), and
 ``before_block`` hooks that see each block with the market still in the state before it (the
 exploit watch).
+
+An executed opportunity is never expired: once the store shows it ``submitted`` (or settled) it
+follows its trade (the execution publishes those changes), and the runtime only forgets it.  A
+new sighting of the same path is still published (it may be executed in turn) but does not
+overwrite the stored outcome.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ from mevstack.strategy.opportunity import Opportunity
 from mevstack.strategy.valuation import GasInputs
 
 log = logging.getLogger(__name__)
+
+EXECUTED_STATUSES = ("submitted", "included", "failed")
 
 WIRED_STRATEGIES = ("arbitrage", "backrun")
 
@@ -544,6 +551,11 @@ class ChainRuntime:
             *self.not_blocked([o for o in changes if o.status != "expired"]),
             *(o for o in changes if o.status == "expired"),
         ]
+        expired = [o.id for o in changes if o.status == "expired"]
+        if expired and self.store is not None:
+            executed = await asyncio.to_thread(self._executed, expired)
+            if executed:
+                changes = [o for o in changes if o.status != "expired" or o.id not in executed]
         changes = self.with_token_units(changes)
         docs = [o.to_json() for o in changes]
         for listener in self.opportunity_listeners:
@@ -554,7 +566,7 @@ class ChainRuntime:
             for doc in docs:
                 await self._publish(EventName.MEV_OPPORTUNITY, self.name, doc)
         if self.store is not None and docs:
-            await asyncio.to_thread(self.store.upsert_opportunities, docs)
+            await asyncio.to_thread(self._store_changes, docs)
         self.published += len(docs)
         self._scans_since_prune += 1
         if self.store is not None and self._scans_since_prune >= self.retention.every_blocks:
@@ -564,6 +576,23 @@ class ChainRuntime:
                 keep_per_chain=self.retention.keep_per_chain,
                 older_than=datetime.now(UTC) - self.retention.max_age,
             )
+
+    def _store_changes(self, docs: list[dict[str, Any]]) -> None:
+        """Upsert ``docs``, except new sightings of an executed path: the stored opportunity
+        keeps its trade's outcome (a sighting that is executed in turn moves it again)."""
+        assert self.store is not None
+        executed = self._executed([d["id"] for d in docs])
+        self.store.upsert_opportunities([d for d in docs if d["id"] not in executed])
+
+    def _executed(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the store shows executed (their status follows their trade)."""
+        assert self.store is not None
+        out: set[str] = set()
+        for ident in ids:
+            stored = self.store.get_opportunity(ident)
+            if stored is not None and stored.get("status") in EXECUTED_STATUSES:
+                out.add(ident)
+        return out
 
     def with_token_units(self, found: Sequence[Opportunity]) -> list[Opportunity]:
         """``found`` with its start token's symbol and decimals wherever the market has read

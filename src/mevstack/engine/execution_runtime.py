@@ -5,6 +5,22 @@ A :class:`ChainExecution` owns the chain's NonceManager, Submitter (for the chai
 Pipeline and Tracker, and a follow loop that settles submitted trades, counts confirmations
 (a reorg sends a trade back to ``submitted``) and refreshes the operator's native balance.
 
+The follow loop also heals what would otherwise block the chain:
+
+* a ``submitted`` trade none of whose transactions landed within ``resubmit_after_blocks`` is
+  replaced at its nonce (both fees bumped, re-simulated as still profitable) or, when it no
+  longer pays (or is a backrun), cancelled with a 0-value self-transfer; it settles ``failed``
+  once its nonce is taken by anything else, and is given up after ``MAX_RESUBMITS`` rounds (or
+  at once when neither we nor the node know its nonce any more: a send from before a restart
+  the node never kept);
+* a change of the chain under the blocks it already saw (the last seen head replaced, or the
+  chain shorter) re-checks trades already final within ``REORG_WINDOW`` blocks, and so does
+  the first pass after a start;
+* the in-flight count is recounted from the store's active trades, and with nothing in flight
+  a chain whose pending nonce stays behind ours for ``resubmit_after_blocks`` (it came back
+  shorter, taking some of our transactions with it) is trusted, so the next nonce is one the
+  chain can use.
+
 Opportunities reach it two ways: :meth:`ChainExecution.execute` (the API's execute: at most one
 active trade per opportunity, the first answer repeated for a repeated ``Idempotency-Key``) and
 :meth:`ChainExecution.offer` (auto-execution in live mode: one at a time per chain; the newest
@@ -33,6 +49,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -46,8 +63,16 @@ from mevstack.errors import MevstackError
 from mevstack.execution.balances import refresh_executor_balance
 from mevstack.execution.encode import ExecuteArgs, Hop, PathError, PoolKind, encode_balance_of
 from mevstack.execution.lease import ExecutionLease, LeaseLost, LocalLease, RedisLease
-from mevstack.execution.nonces import NonceManager
-from mevstack.execution.pipeline import ChainContext, Outcome, Pipeline, Plan, Publish
+from mevstack.execution.nonces import NonceManager, cancellation_tx, replacement_fees
+from mevstack.execution.pipeline import (
+    ChainContext,
+    Outcome,
+    Pipeline,
+    Plan,
+    Publish,
+    Sent,
+    tx_dict,
+)
 from mevstack.execution.risk import Candidate, paused_reason
 from mevstack.execution.routes import (
     BundleRoute,
@@ -61,6 +86,7 @@ from mevstack.execution.tracker import Tracker, refresh_native_balance
 from mevstack.execution.trading_state import TradingState
 from mevstack.execution.trigger import TriggerGone, load_ahead, load_trigger
 from mevstack.market.state import PoolStore
+from mevstack.obs.metrics import TRADES_REPLACED
 from mevstack.store import NotFound, Store, Trade
 from mevstack.store.store import Conflict as StoreConflict
 from mevstack.strategy.opportunity import Opportunity
@@ -71,6 +97,21 @@ ACTIVE_TRADE_STATUSES = ("pending", "submitted")
 DEFAULT_PRIORITY_FEE_WEI = 10**9
 MAX_IDEMPOTENCY_KEYS = 10_000  # answers remembered per chain, oldest forgotten first
 AUTO_TRIES = 3  # candidates tried per scan before waiting for the next one
+MAX_RESUBMITS = 3  # replacements / cancellations of one trade before it is given up
+MAX_REMEMBERED_SENDS = 1_000  # trades whose transaction is kept to replace it after a reorg
+REORG_WINDOW = 256  # blocks back in which final trades are re-checked after a deep reorg
+
+
+@dataclass
+class _Watch:
+    """A submitted trade not landed yet: what went out last at its nonce, and since when."""
+
+    since: int | None = None  # the head when its last transaction went out (or was first seen)
+    sent: Sent | None = None  # the trade's transaction (None: sent before a restart)
+    nonce: int | None = None
+    fees: tuple[int, int] | None = None  # (max fee, tip) of the last transaction at the nonce
+    rounds: int = 0
+    cancels: list[str] = field(default_factory=list)  # cancellations sent at its nonce
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -227,6 +268,11 @@ class ChainExecution:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.refusals: list[tuple[str, str]] = []  # (opportunity id, reason), recent first
+        self._watch: dict[str, _Watch] = {}  # submitted trade id -> its healing state
+        # what went out for recent trades: a trade a reorg sends back is replaced from it
+        self._sent: dict[str, Sent] = {}
+        self._last_head: tuple[int, str] | None = None  # (number, hash) the loop saw last
+        self._behind_since: int | None = None  # head when the chain's nonce fell behind ours
 
     @staticmethod
     def _route(
@@ -350,6 +396,10 @@ class ChainExecution:
         outcome = await self.pipeline.execute(plan, candidate=candidate, auto=auto)
         if outcome.trade is not None:
             self._by_opportunity[opportunity.id] = (outcome.trade.id, opportunity.block_number)
+            if outcome.sent is not None:
+                self._sent[outcome.trade.id] = outcome.sent
+                while len(self._sent) > MAX_REMEMBERED_SENDS:
+                    del self._sent[next(iter(self._sent))]  # the oldest first
         elif outcome.refused is not None:
             self.refusals.insert(0, (opportunity.id, outcome.refused))
             del self.refusals[50:]
@@ -482,23 +532,207 @@ class ChainExecution:
 
     # -- following trades -------------------------------------------------------------------------
 
+    async def _receipt(self, tx: str) -> Mapping[str, Any] | None:
+        receipt = await self.rpc.request("eth_getTransactionReceipt", [tx])
+        return receipt if isinstance(receipt, Mapping) and receipt.get("blockNumber") else None
+
+    async def _head(self) -> int:
+        return int(await self.rpc.request("eth_blockNumber", []), 16)
+
     async def settle_submitted(self) -> list[Trade]:
-        """Settle every ``submitted`` trade of this chain that is mined by now."""
+        """Settle every ``submitted`` trade of this chain that is mined by now (any of its
+        transactions, the newest first); heal the others (see the module docstring)."""
         settled: list[Trade] = []
         page = self.store.list_trades(chain=self.name, status="submitted", limit=500)
+        head: int | None = None
         for trade in page.items:
             if not trade.tx_hashes:
                 continue
-            receipt = await self.rpc.request("eth_getTransactionReceipt", [trade.tx_hashes[-1]])
-            if isinstance(receipt, Mapping) and receipt.get("blockNumber"):
-                current = self.store.get_trade(trade.id)
-                if current is not None and current.status == "submitted":
-                    settled.append(await self.tracker.settle(current, receipt))
+            receipt = None
+            for tx in reversed(trade.tx_hashes):
+                if (receipt := await self._receipt(tx)) is not None:
+                    break
+            current = self.store.get_trade(trade.id)
+            if current is None or current.status != "submitted":
+                continue
+            if receipt is not None:
+                self._watch.pop(trade.id, None)
+                settled.append(await self.tracker.settle(current, receipt))
+                continue
+            if head is None:
+                head = await self._head()
+            healed = await self._heal(current, head)
+            if healed is not None:
+                self._watch.pop(trade.id, None)
+                settled.append(healed)
+        live = {t.id for t in page.items}
+        for ident in [i for i in self._watch if i not in live]:
+            del self._watch[ident]
         return settled
 
+    async def _heal(self, trade: Trade, head: int) -> Trade | None:
+        """One look at a submitted trade none of whose transactions is mined: the trade settled
+        (``failed``) when it can no longer land, else ``None`` (left, replaced or cancelled)."""
+        watch = self._watch.get(trade.id)
+        if watch is None:
+            sent = self._sent.get(trade.id)
+            watch = self._watch[trade.id] = _Watch(sent=sent)
+            if sent is not None:
+                watch.nonce = sent.nonce
+                watch.fees = (sent.tx.max_fee_per_gas, sent.tx.max_priority_fee_per_gas)
+        if watch.since is None:
+            watch.since = head
+        for cancel in watch.cancels:
+            if (receipt := await self._receipt(cancel)) is not None:
+                return await self.tracker.fail(
+                    trade,
+                    f"not landed within {self.config.resubmit_after_blocks} blocks; its nonce "
+                    f"{watch.nonce} went to the cancellation {cancel}",
+                    cancel_receipt=receipt,
+                )
+        if head - watch.since < self.config.resubmit_after_blocks:
+            return None
+        if watch.nonce is None:
+            known = await self.rpc.request("eth_getTransactionByHash", [trade.tx_hashes[-1]])
+            if isinstance(known, Mapping):
+                watch.nonce = int(known["nonce"], 16)
+                watch.fees = (
+                    int(known.get("maxFeePerGas") or known["gasPrice"], 16),
+                    int(known.get("maxPriorityFeePerGas") or known["gasPrice"], 16),
+                )
+        if watch.nonce is None:
+            return await self._give_up(
+                trade, "abandoned", "not landed, and neither we nor the node know it any more"
+            )
+        mined = await self.rpc.request("eth_getTransactionCount", [self.account.address, "latest"])
+        if int(mined, 16) > watch.nonce:
+            return await self._give_up(
+                trade,
+                "nonce_consumed",
+                f"nonce {watch.nonce} was taken by another transaction; this one never landed",
+            )
+        if watch.rounds >= MAX_RESUBMITS:
+            return await self._give_up(
+                trade,
+                "abandoned",
+                f"not landed after {watch.rounds} replacements at nonce {watch.nonce}",
+            )
+        watch.rounds += 1
+        watch.since = head
+        if self.route.kind != "bundle":
+            await self._resubmit(trade, watch, watch.nonce, head)
+        return None
+
+    async def _give_up(self, trade: Trade, action: str, why: str) -> Trade:
+        TRADES_REPLACED.labels(chain=self.name, action=action).inc()
+        return await self.tracker.fail(trade, why)
+
+    async def _resubmit(self, trade: Trade, watch: _Watch, nonce: int, head: int) -> None:
+        """Replace the trade at ``nonce`` (still profitable) or cancel it (not, or a backrun)."""
+        replacement: Sent | None = None
+        if watch.sent is not None:
+            try:
+                replacement = await self.pipeline.replacement(watch.sent)
+            except MevstackError as exc:  # RpcError included: cancel rather than wait
+                log.warning("chain %s: re-pricing trade %s: %s", self.name, trade.id, exc)
+        if replacement is not None:
+            tx = tx_dict(self.context.chain_id, replacement.tx, nonce)
+            action = "replaced"
+        else:
+            old_fee, old_tip = watch.fees or (0, 0)
+            max_fee, tip = replacement_fees(old_fee, old_tip)
+            base = await self.rpc.request("eth_getBlockByNumber", ["latest", False])
+            floor = 2 * int(base.get("baseFeePerGas") or "0x0", 16) + tip
+            tx = cancellation_tx(
+                account=self.account.address,
+                chain_id=self.context.chain_id,
+                nonce=nonce,
+                max_fee_per_gas=max(max_fee, floor),
+                max_priority_fee_per_gas=tip,
+            )
+            action = "cancelled"
+        signed = await self.submitter.signer.sign(tx)
+        watch.fees = (int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"]))
+        if replacement is not None:
+            watch.sent = self._sent[trade.id] = replacement
+            # on the row before it can be on the wire, like the first send
+            self.store.update_trade(trade.id, tx_hashes=(*trade.tx_hashes, signed.hash))
+        else:
+            watch.cancels.append(signed.hash)
+        TRADES_REPLACED.labels(chain=self.name, action=action).inc()
+        log.info(
+            "chain %s: trade %s not landed within %d blocks: %s at nonce %d by %s "
+            "(max fee %d, tip %d wei)",
+            self.name,
+            trade.id,
+            self.config.resubmit_after_blocks,
+            action,
+            nonce,
+            signed.hash,
+            watch.fees[0],
+            watch.fees[1],
+        )
+        try:
+            await self.route.submit(
+                [signed.raw],
+                watch=signed.hash,
+                target_block=head + 1,
+                expires_at_block=head + self.config.resubmit_after_blocks,
+            )
+        except MevstackError as exc:
+            # nonce taken, underpriced or no answer: the next look settles or bumps again
+            log.warning("chain %s: %s of trade %s: %s", self.name, action, trade.id, exc)
+
+    async def _reorged(self) -> bool:
+        """Whether the chain changed under the head seen last (or this is the first look)."""
+        latest = await self.rpc.request("eth_getBlockByNumber", ["latest", False])
+        number, block_hash = int(latest["number"], 16), str(latest["hash"]).lower()
+        last, self._last_head = self._last_head, (number, block_hash)
+        if last is None or number < last[0]:
+            return True
+        if number == last[0]:
+            return block_hash != last[1]
+        seen = await self.rpc.request("eth_getBlockByNumber", [hex(last[0]), False])
+        return not isinstance(seen, Mapping) or str(seen.get("hash")).lower() != last[1]
+
+    async def _recount(self) -> None:
+        """The in-flight count from the store; with nothing in flight, a chain whose pending
+        nonce is behind ours is trusted (it came back shorter)."""
+        active = self._active_count()
+        self.state.set_in_flight(self.name, active)
+        if active or self._lock.locked() or self.nonces.next_nonce is None:
+            return
+        async with self._lock:  # no execution may reserve while the nonce moves down
+            if self._active_count():
+                return
+            if await self.nonces.pending_count() >= (self.nonces.next_nonce or 0):
+                self._behind_since = None
+                return
+            # behind for a while, not one lagging answer; and a settled trade the shorter chain
+            # dropped re-opens first (to be replaced at its nonce): only a chain that holds all
+            # our settled trades is trusted
+            head = await self._head()
+            if self._behind_since is None or self._behind_since > head:
+                self._behind_since = head
+            if head - self._behind_since < self.config.resubmit_after_blocks:
+                return
+            if await self.tracker.recheck(0, REORG_WINDOW) or self._active_count():
+                return
+            self._behind_since = None
+            await self.nonces.resync("chain_behind", trust_chain=True)
+
+    def _active_count(self) -> int:
+        return sum(
+            len(self.store.list_trades(chain=self.name, status=s, limit=500).items)
+            for s in ACTIVE_TRADE_STATUSES
+        )
+
     async def follow_once(self) -> None:
+        if await self._reorged():
+            await self.tracker.recheck(self.config.confirmations, REORG_WINDOW)
         await self.settle_submitted()
         await self.tracker.refresh(self.config.confirmations)
+        await self._recount()
         await refresh_native_balance(self.rpc, self.state, self.name, self.account.address)
         await refresh_executor_balance(self.rpc, self.state, self.context)
         limits = self.state.limits.get(self.name)

@@ -16,12 +16,21 @@ Restarts: :meth:`NonceManager.sync` takes the highest ``pending`` transaction co
 endpoint that answers (endpoints can disagree) and the locally recorded next nonce (persisted on
 every commit in the store's ``kv_state``), so a transaction that only one node or our own record
 knows about is never reused.
+
+Healing: :meth:`NonceManager.resync` is the same reconciliation while the manager runs, called
+when a node says our nonce is stale ("nonce too low", "replacement transaction underpriced",
+"already known") or a send's outcome was unknown; it only moves the next nonce up.  With
+``trust_chain`` (nothing of ours in flight: every sent transaction is mined or settled) it takes
+the chain's ``pending`` count even when that is lower than our record, which is how the manager
+follows a chain that came back shorter (a deep reorg, a node restored from an older state)
+instead of leaving a gap no transaction can ever fill.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -31,7 +40,10 @@ from eth_utils.address import to_checksum_address
 
 from mevstack.chain.rpc import JsonRpc
 from mevstack.errors import MevstackError
+from mevstack.obs.metrics import NONCE_RESYNCS
 from mevstack.store import Store
+
+log = logging.getLogger(__name__)
 
 PRICE_BUMP_PERCENT = 10  # geth's txpool default: both fee fields must rise by at least 10%
 
@@ -145,8 +157,8 @@ class NonceManager:
         value = self.store.kv_get(self._key)
         return int(value) if isinstance(value, int | str) else 0
 
-    async def sync(self) -> int:
-        """Reconcile with the chain: max(pending count over answering endpoints, our record)."""
+    async def pending_count(self) -> int:
+        """The highest ``pending`` transaction count over the endpoints that answer."""
         results = await asyncio.gather(
             *(
                 e.request("eth_getTransactionCount", [self.account, "pending"])
@@ -161,12 +173,48 @@ class NonceManager:
                 f"chain {self.chain}: no endpoint answered the pending nonce of {self.account}"
                 f" ({first})"
             )
+        return max(counts)
+
+    async def sync(self) -> int:
+        """Reconcile with the chain: max(pending count over answering endpoints, our record)."""
+        count = await self.pending_count()
         async with self._cond:
             if self._outstanding:
                 raise NonceError(f"chain {self.chain}: cannot resync with reservations open")
-            self._next = max([*counts, self._recorded(), self._next or 0])
+            self._next = max(count, self._recorded(), self._next or 0)
             self._free = [n for n in self._free if n < self._next]
             return self._next
+
+    async def resync(self, reason: str, *, trust_chain: bool = False) -> int:
+        """Reconcile with the chain while running (see the module docstring); ``reason`` labels
+        the metric and the log line.  Open reservations stay valid: without ``trust_chain``
+        the next nonce only moves up, and ``trust_chain`` is refused while any is open."""
+        count = await self.pending_count()
+        async with self._cond:
+            before = self._next
+            if trust_chain:
+                if self._outstanding:
+                    raise NonceError(f"chain {self.chain}: cannot resync with reservations open")
+                self._next = count
+                self._committed_max = min(self._committed_max, count - 1)
+                if self.store is not None:
+                    self.store.kv_set(self._key, count)
+            else:
+                self._next = max(count, self._recorded(), self._next or 0)
+            self._free = [n for n in self._free if count <= n < self._next]
+            self._cond.notify_all()
+            after = self._next
+        NONCE_RESYNCS.labels(chain=self.chain, reason=reason).inc()
+        log.info(
+            "chain %s: nonce of %s resynchronised (%s): next %s -> %d, chain pending %d",
+            self.chain,
+            self.account,
+            reason,
+            before,
+            after,
+            count,
+        )
+        return after
 
     async def reserve(self, *, exclusive: bool = False) -> Reservation:
         """The next nonce to use; ``exclusive`` (bundles) waits until no other is outstanding

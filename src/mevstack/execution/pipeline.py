@@ -21,8 +21,16 @@ Order of one execution (:meth:`Pipeline.execute`):
    the hash on the row, then sends; the row becomes ``submitted`` or ``failed``.
 
 Every refusal is returned with its reason, audited, and marks the opportunity ``rejected`` when
-the store knows it.  Net profit in native wei needs the cycle to start in the wrapped native
-token (other start tokens are refused until a valuation is wired in).
+the store knows it.  An executed opportunity follows its trade: ``submitted`` once sent, then the
+trade's outcome (``failed`` here, ``included`` / ``failed`` from the tracker), each change
+published again as a ``mev.opportunity`` event (:func:`mark_opportunity`).
+
+:meth:`Pipeline.replacement` re-prices a sent trade that has not landed: the same call at fees
+bumped as a replacement must be, its on-chain minimum raised to the new worst-case gas, and
+simulated again as still profitable (or ``None``: the caller cancels the nonce instead).
+
+Net profit in native wei needs the cycle to start in the wrapped native token (other start
+tokens are refused until a valuation is wired in).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from mevstack.errors import MevstackError
 from mevstack.execution.encode import ExecuteArgs, encode_execute
 from mevstack.execution.l1fee import MAX_NONCE, L1Fees, unsigned_eip1559
 from mevstack.execution.lease import ExecutionLease
+from mevstack.execution.nonces import replacement_fees
 from mevstack.execution.risk import Candidate
 from mevstack.execution.routes import RouteKind, SignedTx, Submitter
 from mevstack.execution.simulate import (
@@ -129,11 +138,37 @@ def tx_dict(chain_id: int, tx: TxRequest, nonce: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Sent:
+    """What went out for a trade: enough to replace it at the same nonce."""
+
+    plan: Plan
+    args: ExecuteArgs  # with the on-chain minimum it was signed with
+    tx: TxRequest
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     trade: Trade | None
     refused: str | None = None
     simulation: ExecutionSimulation | None = None
     signed: SignedTx | None = None
+    sent: Sent | None = None
+
+
+async def mark_opportunity(
+    store: Store, publish: Publish | None, chain: str, opportunity_id: str | None, status: str
+) -> None:
+    """Move a stored opportunity to ``status`` and publish it again (no such opportunity, as for
+    API calls and tests without one: nothing)."""
+    if opportunity_id is None:
+        return
+    try:
+        document = store.set_opportunity_status(opportunity_id, status)
+    except NotFound:
+        return
+    if publish is not None:
+        await publish("mev.opportunity", chain, document)
 
 
 class Pipeline:
@@ -278,6 +313,7 @@ class Pipeline:
             self._done_in_flight()
             failed = self.store.update_trade(stored.id, status="failed", error=str(exc)[:500])
             await self._event("trade.failed", failed)
+            await self._mark(plan, "failed")
             return Outcome(failed, None, sim)
         if not sent.consumed:
             self._done_in_flight()
@@ -287,15 +323,45 @@ class Pipeline:
                 error=f"not included by block {plan.expires_at_block}",
             )
             await self._event("trade.failed", failed)
+            await self._mark(plan, "failed")
             return Outcome(failed, None, sim, signed)
-        submitted = self.store.update_trade(
-            stored.id, status="submitted", tx_hashes=tuple(h for h in sent.tx_hashes)
-        )
+        # the trade's own transaction is the one followed (a bundle lists others before it)
+        hashes = (*(h for h in sent.tx_hashes if h != signed.hash), signed.hash)
+        submitted = self.store.update_trade(stored.id, status="submitted", tx_hashes=hashes)
         await self._event("trade.submitted", submitted)
-        if plan.opportunity_id is not None:
-            with contextlib.suppress(NotFound):
-                self.store.set_opportunity_status(plan.opportunity_id, "submitted")
-        return Outcome(submitted, None, sim, signed)
+        await self._mark(plan, "submitted")
+        return Outcome(submitted, None, sim, signed, Sent(plan, args, tx, signed.nonce))
+
+    async def _mark(self, plan: Plan, status: str) -> None:
+        await mark_opportunity(
+            self.store, self.publish, self.chain.name, plan.opportunity_id, status
+        )
+
+    async def replacement(self, sent: Sent) -> Sent | None:
+        """``sent`` again at the same nonce with both fees bumped (and at least the next block's
+        fee cap), re-simulated now; ``None`` when it no longer pays (see the module docstring).
+        A backrun is never replaced: its trigger's block has passed."""
+        if sent.plan.trigger is not None:
+            return None
+        old = sent.tx
+        context = await next_block_context(self.rpc, block_time=self.chain.block_time)
+        max_fee, tip = replacement_fees(old.max_fee_per_gas, old.max_priority_fee_per_gas)
+        max_fee = max(max_fee, 2 * context.base_fee + tip)
+        tx = dataclasses.replace(old, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip)
+        l1_fee = await self.l1_fees.of_unsigned(
+            unsigned_eip1559(tx_dict(self.chain.chain_id, tx, MAX_NONCE))
+        )
+        worst_gas_cost = tx.gas * max_fee + L1_FEE_HEADROOM * l1_fee
+        args = dataclasses.replace(
+            sent.args, min_profit=worst_gas_cost + self.chain.min_net_profit_wei
+        )
+        tx = dataclasses.replace(tx, data=encode_execute(args))
+        sim = await simulate_execute(self.rpc, tx, args, context=context)
+        if not sim.success or sim.balance_change - worst_gas_cost < max(
+            self.chain.min_net_profit_wei, 1
+        ):
+            return None
+        return Sent(sent.plan, args, tx, sent.nonce)
 
     def _done_in_flight(self) -> None:
         count = self.state.in_flight.get(self.chain.name, 0)

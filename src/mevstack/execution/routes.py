@@ -14,12 +14,25 @@
 :class:`Submitter` ties a route to the nonce manager and the signer: reserve a nonce (exclusive
 for bundles), sign behind the kill-switch gate and the lease fence, send, then commit the nonce if
 it was consumed or release it if not.
+
+A send can fail in two ways.  A node that answers with an error rejected it: "nonce too low" and
+"replacement transaction underpriced" mean another transaction holds the nonce
+(:class:`NonceConflict`: the nonce is spent, the manager resynchronises from the chain); other
+rejections release it.  A transport failure (timeout, dropped connection) leaves the outcome
+unknown (:class:`SendUncertain`): the node may hold the transaction.  Before the nonce is given
+back, :meth:`Submitter.submit` resolves it: the transaction known by hash → it was received;
+the account's pending nonce past ours → another transaction took it; neither → the very same
+signed bytes are sent once more (a node that had them says "already known"), and only a clear
+rejection of that releases the nonce.  Still unknown → the nonce is kept and the trade counts as
+submitted: the follow loop settles or replaces it (:mod:`mevstack.engine.execution_runtime`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -30,21 +43,64 @@ import orjson
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from mevstack.chain.errors import RpcError, RpcResponseError, RpcTransportError
+from mevstack.chain.errors import RpcError, RpcRateLimited, RpcResponseError, RpcTransportError
 from mevstack.chain.rpc import JsonRpc, error_from_object
 from mevstack.errors import MevstackError
 from mevstack.execution.lease import ExecutionLease
-from mevstack.execution.nonces import NonceManager
+from mevstack.execution.nonces import NonceError, NonceManager, Reservation
 from mevstack.execution.relay_signing import HEADER, sign_body
 from mevstack.execution.trading_state import SigningGate
+from mevstack.obs.metrics import SEND_UNKNOWN_OUTCOME
+
+log = logging.getLogger(__name__)
 
 RouteKind = Literal["public", "private", "bundle"]
 _ALREADY_KNOWN = ("alreadyknown", "knowntransaction", "alreadyimported")
+# node messages meaning another transaction holds the nonce (geth, anvil, erigon, nethermind)
+_NONCE_CONFLICTS = (
+    ("noncetoolow", "nonce_too_low"),
+    ("oldnonce", "nonce_too_low"),
+    ("underpriced", "underpriced"),
+)
 _ids = itertools.count(1)
 
 
 class SubmitError(MevstackError):
     """No endpoint or relay accepted the submission."""
+
+
+class NonceConflict(SubmitError):
+    """The node refused the nonce: another transaction holds it (``reason`` says how)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SendUncertain(SubmitError):
+    """No endpoint confirmed the send and at least one may have received it (a transport
+    failure: timeout, dropped connection)."""
+
+
+def nonce_conflict(exc: BaseException) -> str | None:
+    """``nonce_too_low`` / ``underpriced`` when a node's rejection means the nonce is taken."""
+    if not isinstance(exc, RpcResponseError):
+        return None
+    lowered = exc.message.lower().replace(" ", "").replace("_", "")
+    return next((reason for word, reason in _NONCE_CONFLICTS if word in lowered), None)
+
+
+def _raise_unaccepted(route: str, expected: str, outcomes: Sequence[object]) -> None:
+    """Why no endpoint (relay) accepted ``expected``: a nonce conflict, an unknown outcome
+    (some transport failure) or a plain rejection, in that order of precedence."""
+    errors = "; ".join(str(o) for o in outcomes)
+    message = f"{route}: no endpoint accepted {expected}: {errors}"
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and (reason := nonce_conflict(outcome)):
+            raise NonceConflict(message, reason)
+    if any(isinstance(o, RpcTransportError | RpcRateLimited) for o in outcomes):
+        raise SendUncertain(message)
+    raise SubmitError(message)
 
 
 def tx_hash(raw: str) -> str:
@@ -81,6 +137,8 @@ class SubmitOutcome:
     included_block: int | None = None
     attempts: int = 1
     errors: tuple[str, ...] = ()
+    already_known: bool = False  # a node already had it: an earlier send reached it
+    resolution: str | None = None  # how an unknown outcome was resolved, if there was one
 
 
 class Route(Protocol):
@@ -119,16 +177,17 @@ class PublicRoute:
             raise SubmitError("public route: no endpoint")
         self.endpoints = list(endpoints)
 
-    async def send_raw(self, raw: str) -> str:
+    async def send_raw(self, raw: str) -> tuple[str, bool]:
+        """The hash once an endpoint accepted ``raw``, and whether only "already known" said so."""
         expected = tx_hash(raw)
         outcomes = await asyncio.gather(
             *(e.request("eth_sendRawTransaction", [raw]) for e in self.endpoints),
             return_exceptions=True,
         )
         if any(_accepted(o, expected) for o in outcomes):
-            return expected
-        errors = "; ".join(str(o) for o in outcomes)
-        raise SubmitError(f"public route: no endpoint accepted {expected}: {errors}")
+            return expected, not any(isinstance(o, str) for o in outcomes)
+        _raise_unaccepted("public route", expected, outcomes)
+        raise AssertionError("unreachable")
 
     async def submit(
         self,
@@ -139,8 +198,13 @@ class PublicRoute:
         expires_at_block: int,
         droppable: Collection[str] = (),
     ) -> SubmitOutcome:
-        hashes = tuple([await self.send_raw(raw) for raw in raws])
-        return SubmitOutcome("public", hashes, consumed=True)
+        sent = [await self.send_raw(raw) for raw in raws]
+        return SubmitOutcome(
+            "public",
+            tuple(h for h, _ in sent),
+            consumed=True,
+            already_known=any(known for _, known in sent),
+        )
 
 
 class _RelayClient:
@@ -202,10 +266,7 @@ class PrivateRoute:
             expected = tx_hash(raw)
             outcomes = await self.relays.broadcast("eth_sendRawTransaction", [raw])
             if not any(_accepted(o, expected) for o in outcomes):
-                raise SubmitError(
-                    f"private route: no relay accepted {expected}: "
-                    + "; ".join(str(o) for o in outcomes)
-                )
+                _raise_unaccepted("private route", expected, outcomes)
             hashes.append(expected)
         return SubmitOutcome("private", tuple(hashes), consumed=True)
 
@@ -331,7 +392,8 @@ class Signer:
 
 
 class Submitter:
-    """reserve nonce → sign → send → commit/release, for one (chain, account, route)."""
+    """reserve nonce → sign → send → commit/release, for one (chain, account, route); an
+    unknown outcome is resolved before the nonce is given back (see the module docstring)."""
 
     def __init__(
         self, route: Route, nonces: NonceManager, signer: Signer, lease: ExecutionLease
@@ -367,15 +429,118 @@ class Submitter:
                 raws = [*ahead_raws, trigger_raw, signed.raw]
                 droppable = tuple(tx_hash(raw) for raw in ahead_raws)
             await self.lease.check()
-            outcome = await self.route.submit(
-                raws,
-                watch=signed.hash,
-                target_block=target_block,
-                expires_at_block=expires_at_block,
-                droppable=droppable,
-            )
+
+            async def send() -> SubmitOutcome:
+                return await self.route.submit(
+                    raws,
+                    watch=signed.hash,
+                    target_block=target_block,
+                    expires_at_block=expires_at_block,
+                    droppable=droppable,
+                )
+
+            try:
+                outcome = await send()
+            except NonceConflict as exc:
+                reservation.commit()  # another transaction holds it: never hand it out again
+                await self.resync(exc.reason)
+                raise
+            except (SendUncertain, RpcTransportError) as exc:
+                outcome = await self._resolve(reservation, signed, send, exc)
+                return signed, outcome
             if outcome.consumed:
                 reservation.commit()
             else:
                 reservation.release()
+        if outcome.already_known:
+            await self.resync("already_known")
         return signed, outcome
+
+    async def resync(self, reason: str) -> None:
+        """Resynchronise the nonce manager; a node that cannot say leaves it as it is (the next
+        send's answer tries again)."""
+        try:
+            await self.nonces.resync(reason)
+        except MevstackError as exc:
+            log.warning("chain %s: nonce resync (%s) failed: %s", self.nonces.chain, reason, exc)
+
+    async def known(self, tx: str) -> bool:
+        """Whether any endpoint knows ``tx`` (pending or mined); raises if none can say."""
+        answers = await asyncio.gather(
+            *(e.request("eth_getTransactionByHash", [tx]) for e in self.nonces.endpoints),
+            return_exceptions=True,
+        )
+        if any(isinstance(a, dict) for a in answers):
+            return True
+        if all(isinstance(a, BaseException) for a in answers):
+            raise RpcTransportError(f"chain {self.nonces.chain}: no endpoint can look up {tx}")
+        return False
+
+    async def _resolve(
+        self,
+        reservation: Reservation,
+        signed: SignedTx,
+        send: Callable[[], Awaitable[SubmitOutcome]],
+        error: MevstackError,
+    ) -> SubmitOutcome:
+        """Settle ``reservation`` after a send whose outcome is unknown (module docstring)."""
+        kind = self.route.kind
+        first = str(error)[:300]
+        try:
+            if await self.known(signed.hash):
+                reservation.commit()
+                return self._resolved("received", signed, SubmitOutcome(kind, (signed.hash,), True))
+            if await self.nonces.pending_count() > signed.nonce:
+                reservation.commit()
+                self._resolved("nonce_consumed", signed, None)
+                await self.resync("unknown_outcome")
+                raise SubmitError(
+                    f"send of {signed.hash} had no answer ({first}) and nonce {signed.nonce} "
+                    "was taken by another transaction"
+                ) from None
+            if kind == "bundle":
+                # a bundle targets given blocks: the chain not holding it is the answer
+                reservation.release()
+                self._resolved("not_received", signed, None)
+                raise SubmitError(f"bundle send had no answer ({first}); not landed") from None
+            try:
+                outcome = await send()
+            except NonceConflict:
+                reservation.commit()
+                self._resolved("nonce_consumed", signed, None)
+                await self.resync("unknown_outcome")
+                raise
+            except (SendUncertain, RpcTransportError):
+                raise  # still unknown: kept below
+            except SubmitError as exc:
+                reservation.release()  # a clear rejection of these very bytes: never sent
+                self._resolved("not_received", signed, None)
+                raise SubmitError(f"send had no answer ({first}), resend refused: {exc}") from None
+            reservation.commit()
+            return self._resolved(
+                "received" if outcome.already_known else "resent", signed, outcome
+            )
+        except (SendUncertain, RpcTransportError, NonceError) as exc:
+            # the node may hold it and nobody can say: keep the nonce, follow the trade
+            reservation.commit()
+            return self._resolved(
+                "unresolved",
+                signed,
+                SubmitOutcome(kind, (signed.hash,), True, errors=(first, str(exc)[:300])),
+            )
+
+    def _resolved(
+        self, resolution: str, signed: SignedTx, outcome: SubmitOutcome | None
+    ) -> SubmitOutcome:
+        chain = self.nonces.chain
+        SEND_UNKNOWN_OUTCOME.labels(chain=chain, resolution=resolution).inc()
+        log.info(
+            "chain %s: send of %s (nonce %d) had an unknown outcome: %s",
+            chain,
+            signed.hash,
+            signed.nonce,
+            resolution,
+        )
+        if outcome is None:
+            return SubmitOutcome(self.route.kind, (signed.hash,), False, resolution=resolution)
+        return dataclasses.replace(outcome, resolution=resolution)

@@ -17,6 +17,13 @@
   a trade whose receipt disappeared or moved to another block (a reorg; compared by block hash,
   so a re-mining at the same height counts too) goes back to ``submitted`` and its P&L is
   rolled back (re-settled if it was mined again elsewhere).
+* :meth:`Tracker.recheck` looks again at trades already final, within a window of recent blocks,
+  after the chain changed under them (a reorg deeper than ``confirmations``, a node that came
+  back shorter): one whose block no longer holds it goes back to ``submitted`` the same way.
+* :meth:`Tracker.fail` settles a ``submitted`` trade that can no longer land (its nonce was
+  taken by another transaction, or it was cancelled) as ``failed``, charging a cancellation's gas.
+* An executed opportunity follows its trade (``included``, ``failed``, back to ``submitted``),
+  published again as a ``mev.opportunity`` event.
 * :func:`refresh_native_balance` feeds the operator's balance to the trading state (the floor
   below which the chain pauses).
 """
@@ -24,6 +31,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -34,9 +42,11 @@ from mevstack.chain.rpc import JsonRpc
 from mevstack.errors import MevstackError
 from mevstack.execution.encode import encode_balance_of
 from mevstack.execution.l1fee import L1Fees
-from mevstack.execution.pipeline import ChainContext, Publish
+from mevstack.execution.pipeline import ChainContext, Publish, mark_opportunity
 from mevstack.execution.trading_state import TradingState
 from mevstack.store import Store, Trade
+
+log = logging.getLogger(__name__)
 
 
 class TrackingTimeout(MevstackError):
@@ -82,8 +92,15 @@ class Tracker:
             realized = after - await self._balance(trade.token, block - 1)
         net = realized - gas_cost
         head = int(await self.rpc.request("eth_blockNumber", []), 16)
+        # the transaction that landed is the one followed from now on (a replacement, or the
+        # original that beat its replacement)
+        landed = str(receipt.get("transactionHash") or "").lower()
+        hashes = trade.tx_hashes
+        if landed in hashes and hashes[-1] != landed:
+            hashes = (*(h for h in hashes if h != landed), landed)
         settled = self.store.update_trade(
             trade.id,
+            tx_hashes=hashes,
             status="included" if success else "reverted",
             realized_profit=realized,
             gas_used=gas_used,
@@ -100,7 +117,39 @@ class Tracker:
         if self.publish is not None:
             name = "trade.included" if success else "trade.failed"
             await self.publish(name, self.chain.name, settled.to_json())
+        await self._mark(trade, "included" if success else "failed")
         return settled
+
+    async def _mark(self, trade: Trade, status: str) -> None:
+        await mark_opportunity(
+            self.store, self.publish, self.chain.name, trade.opportunity_id, status
+        )
+
+    async def fail(
+        self, trade: Trade, error: str, *, cancel_receipt: Mapping[str, Any] | None = None
+    ) -> Trade:
+        """Settle a ``submitted`` trade that can no longer land as ``failed``; the gas of the
+        cancellation that took its nonce (``cancel_receipt``) is its cost."""
+        gas_cost: int | None = None
+        if cancel_receipt is not None:
+            gas_cost = int(cancel_receipt["gasUsed"], 16) * int(
+                cancel_receipt["effectiveGasPrice"], 16
+            ) + await self.l1_fees.paid(cancel_receipt)
+            self.state.record_pnl(self.chain.name, -gas_cost)
+        failed = self.store.update_trade(
+            trade.id,
+            status="failed",
+            error=error[:500],
+            gas_cost_wei=gas_cost,
+            net_pnl_wei=None if gas_cost is None else -gas_cost,
+        )
+        count = self.state.in_flight.get(self.chain.name, 0)
+        self.state.set_in_flight(self.chain.name, max(0, count - 1))
+        log.info("chain %s: trade %s failed: %s", self.chain.name, trade.id, error)
+        if self.publish is not None:
+            await self.publish("trade.failed", self.chain.name, failed.to_json())
+        await self._mark(trade, "failed")
+        return failed
 
     async def wait(self, trade_id: str, *, within: float = 30.0) -> Trade:
         """Poll the trade's receipt until mined (deadline ``within`` seconds), then settle."""
@@ -156,9 +205,39 @@ class Tracker:
         )
         if self.publish is not None:
             await self.publish("trade.submitted", self.chain.name, back.to_json())
+        await self._mark(trade, "submitted")
         if receipt is not None:
             return await self.settle(back, receipt)
         return back
+
+    async def recheck(self, confirmations: int, window: int) -> list[Trade]:
+        """Settled trades with at least ``confirmations`` (0: all) mined in the last ``window``
+        blocks whose block no longer holds them go back to ``submitted`` (module docstring)."""
+        head = int(await self.rpc.request("eth_blockNumber", []), 16)
+        changed: list[Trade] = []
+        for status in ("included", "reverted"):
+            page = self.store.list_trades(chain=self.chain.name, status=status, limit=500)
+            for trade in page.items:
+                if (
+                    trade.confirmations < confirmations
+                    or not trade.tx_hashes
+                    or trade.block_number is None
+                    or trade.block_number < head - window
+                ):
+                    continue
+                receipt = await self._receipt(trade.tx_hashes[-1])
+                block = None if receipt is None else int(receipt["blockNumber"], 16)
+                if block == trade.block_number and _same_block(trade, receipt):
+                    continue
+                log.info(
+                    "chain %s: final trade %s is no longer in block %d (deep reorg): back to "
+                    "submitted",
+                    self.chain.name,
+                    trade.id,
+                    trade.block_number,
+                )
+                changed.append(await self._undo(trade, receipt))
+        return changed
 
     async def reconcile(self) -> list[Trade]:
         """Resolve this chain's in-flight rows against the chain (see the module docstring)."""

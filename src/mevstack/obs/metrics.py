@@ -150,3 +150,28 @@ def sample_value(name: str, labels: dict[str, str] | None = None) -> float | Non
     """One sample's current value by its exposed name (``..._total`` for counters), or None."""
     value = REGISTRY.get_sample_value(name, labels or {})
     return None if value is None else float(value)
+
+
+# -- execution healing: nonce resyncs, sends of unknown outcome, replaced trades ----------------
+# Their labels name why (reason), how an unknown send ended (resolution) and what was sent in a
+# stuck trade's place (action): each a short fixed vocabulary set by the code, never by input.
+ALLOWED_LABELS = ALLOWED_LABELS | {"reason", "resolution", "action"}
+
+NONCE_RESYNCS = counter(
+    "mevstack_nonce_resyncs_total",
+    "Nonce manager resynchronisations from the chain, by why (nonce_too_low, underpriced, "
+    "already_known, unknown_outcome, chain_behind)",
+    ["chain", "reason"],
+)
+SEND_UNKNOWN_OUTCOME = counter(
+    "mevstack_send_unknown_outcome_total",
+    "Sends whose answer was lost (timeout, dropped connection), by how they were resolved "
+    "(received, resent, nonce_consumed, not_received, unresolved)",
+    ["chain", "resolution"],
+)
+TRADES_REPLACED = counter(
+    "mevstack_trades_replaced_total",
+    "Submitted trades not landed in time, by what was done (replaced, cancelled, "
+    "nonce_consumed, abandoned)",
+    ["chain", "action"],
+)
