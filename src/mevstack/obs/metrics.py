@@ -23,8 +23,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 PREFIX = "mevstack_"
 ALLOWED_LABELS: frozenset[str] = frozenset({"chain", "endpoint", "strategy", "route", "result"})
 # The chain and trading metrics' labels (mevstack.obs.engine_metrics): node ``state``, RPC
-# ``method`` and error ``kind``, trade ``status``, profit ``token``, balance ``role``.
+# ``method`` and error ``kind``, trade ``status``, profit ``token``, balance ``role``; and the
+# execution healing counters' (below): why a nonce was resynced (``reason``), how a send of
+# unknown outcome ended (``resolution``), what replaced a stuck trade (``action``).  Each is a
+# short fixed vocabulary set by the code, never by input.
 ALLOWED_LABELS |= frozenset({"state", "method", "kind", "status", "token", "role"})
+ALLOWED_LABELS |= frozenset({"reason", "resolution", "action"})
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Our own registry rather than prometheus_client's global one: the process/platform collectors
@@ -153,9 +157,6 @@ def sample_value(name: str, labels: dict[str, str] | None = None) -> float | Non
 
 
 # -- execution healing: nonce resyncs, sends of unknown outcome, replaced trades ----------------
-# Their labels name why (reason), how an unknown send ended (resolution) and what was sent in a
-# stuck trade's place (action): each a short fixed vocabulary set by the code, never by input.
-ALLOWED_LABELS = ALLOWED_LABELS | {"reason", "resolution", "action"}
 
 NONCE_RESYNCS = counter(
     "mevstack_nonce_resyncs_total",
