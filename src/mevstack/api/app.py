@@ -18,6 +18,8 @@ from mevstack import __version__
 from mevstack.api import schemas as s
 from mevstack.api.auth import Authenticator, AuthError, Principal, bearer
 from mevstack.api.http import (
+    BodyLimit,
+    BoundedJSONRoute,
     JSONResponse,
     RequestContext,
     envelope,
@@ -99,9 +101,13 @@ def create_app(
         redoc_url=None,
         default_response_class=JSONResponse,
         dependencies=[Depends(reject_unknown_query)],
+        # "/api/trades/" is not a path of the API: a 404, not a redirect to guess at.
+        redirect_slashes=False,
     )
+    app.router.route_class = BoundedJSONRoute
     app.state.authenticator = authenticator
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     app.add_middleware(RequestContext)
 
     def wrap(data: Any, **extra: Any) -> JSONResponse:
