@@ -23,7 +23,7 @@ import asyncio
 import functools
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mevstack import __version__
 from mevstack.api.app import create_app
@@ -58,7 +58,7 @@ from mevstack.gateway.cache import (
     key_under,
     mark_stale,
 )
-from mevstack.gateway.paths import BadPath, normalise
+from mevstack.gateway.paths import BadPath, Target, normalise
 from mevstack.gateway.proxies import client_address, parse_networks
 from mevstack.gateway.ratelimit import (
     LIMITED,
@@ -144,6 +144,34 @@ def required_scope(method: str, path: str) -> str | None:
     return "admin"
 
 
+_TARGET = "mevstack.target"
+
+
+class PathCheck:
+    """Checks every request's raw path before routing (``gateway/paths.py``).
+
+    A bad path is refused by ``refuse``; a good one is left in the scope for the proxy.  This
+    runs before the router because the router matches the decoded path, in which a control
+    character can make a path match no route at all (a 404 that hides the real problem).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, refuse: Callable[[Request, BadPath], Awaitable[Response]]
+    ) -> None:
+        self.app = app
+        self.refuse = refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                scope[_TARGET] = normalise(scope.get("raw_path") or scope["path"].encode())
+            except BadPath as exc:
+                answer = await self.refuse(Request(scope, receive), exc)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class Gateway:
     """Owns the pooled HTTP client, the backend pool, the cache and the limiter."""
 
@@ -212,6 +240,7 @@ class Gateway:
             return allowed_methods(app, scope)
 
         install_error_handlers(app, allowed=allowed)
+        app.add_middleware(PathCheck, refuse=self._refuse_path)
         app.add_middleware(BodyLimit)
         app.add_middleware(RequestContext)
         app.add_middleware(
@@ -245,12 +274,7 @@ class Gateway:
 
         @app.api_route("/api/{rest:path}", methods=_PROXY_METHODS)
         async def proxy(request: Request, rest: str) -> Response:
-            raw = request.scope.get("raw_path") or request.scope["path"].encode()
-            try:
-                target = normalise(raw)
-            except BadPath as exc:
-                limited = await self._limit(request, None)
-                return limited or error_response(400, f"bad path: {exc}")
+            target: Target = request.scope[_TARGET]
             _, methods = engine_route(request.method, target.decoded)
             if methods and request.method not in methods:
                 limited = await self._limit(request, None)
@@ -270,6 +294,11 @@ class Gateway:
     def client_address(self, request: Request) -> str:
         peer = request.client.host if request.client else "unknown"
         return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
+
+    async def _refuse_path(self, request: Request, problem: BadPath) -> Response:
+        # Refused callers still spend their address's budget.
+        limited = await self._limit(request, None)
+        return limited or error_response(400, f"bad path: {problem}")
 
     async def _limit(self, request: Request, principal: Principal | None) -> Response | None:
         limits = self.options.limits
