@@ -7,13 +7,12 @@
   echoes it, exposes it to logs through a context variable, and counts requests per endpoint;
 * ``BodyLimit`` is a pure-ASGI middleware that refuses a request body over ``MAX_BODY_BYTES``
   (413) before it is held in memory, and ``BoundedJSONRoute`` parses JSON bodies through
-  :func:`parse_json` (depth-bounded) instead of the standard library's unbounded parser.
+  :func:`mevstack.jsonsafe.loads` (depth-bounded) instead of the standard library's parser.
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import re
 import time
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mevstack import jsonsafe
 from mevstack.api.auth import AuthError
 from mevstack.api.view import BadRequest, Conflict, NotAvailable, NotFound
 from mevstack.errors import MevstackError
@@ -42,10 +42,7 @@ log = logging.getLogger("mevstack.api")
 REQUEST_ID_HEADER = "x-request-id"
 # Request bodies are small JSON objects; the same cap on the engine and the gateway.
 MAX_BODY_BYTES = 1 << 20
-# orjson refuses documents nested deeper than this (the limit is built into orjson).
-MAX_JSON_DEPTH = 1024
-# A JSON integer this long may not fit 64 bits, which orjson turns into an inexact float.
-_LONG_NUMBER = re.compile(rb"[0-9]{19,}")
+
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -85,30 +82,12 @@ class JSONResponse(StarletteJSONResponse):
         return orjson.dumps(content)
 
 
-def parse_json(data: bytes | str) -> Any:
-    """A JSON document from outside, parsed without risk to the process.
-
-    orjson bounds the nesting depth (``MAX_JSON_DEPTH``) and is fast; it turns integers beyond
-    64 bits into floats, so a document holding such a number (amounts in wei often are) is parsed
-    again by the standard library, which keeps integers exact.  Every failure, including that
-    second parse running out of recursion, is a ``json.JSONDecodeError``.
-    """
-    raw = data.encode() if isinstance(data, str) else data
-    doc = orjson.loads(raw)
-    if not _LONG_NUMBER.search(raw):
-        return doc
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise json.JSONDecodeError("document nested too deeply", raw.decode("latin-1"), 0) from None
-
-
 class BoundedJSONRequest(Request):
-    """A request whose ``json()`` uses :func:`parse_json`."""
+    """A request whose ``json()`` is :func:`mevstack.jsonsafe.loads` (depth-bounded, exact)."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = parse_json(await self.body())
+            self._json = jsonsafe.loads(await self.body())
         return self._json
 
 
