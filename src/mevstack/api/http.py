@@ -126,6 +126,8 @@ def _validation_message(exc: RequestValidationError) -> str:
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body" or len(first["loc"]) == 1)
     text = str(first.get("msg", "invalid request"))
+    if first.get("type") == "literal_error":
+        text = f"expected one of {first.get('ctx', {}).get('expected', '?')}"
     return f"{where}: {text}" if where else text
 
 

@@ -2,14 +2,24 @@
 
 Handlers return plain dicts (what the engine and store produce); these models only describe them,
 so the OpenAPI document is complete without a second copy of the data passing through pydantic.
-Objects allow additional properties: DESIGN.md lets us add fields, never drop or rename them.
+Answer objects allow additional properties: DESIGN.md lets us add fields, never drop or rename
+them.  Request bodies are the opposite: closed and exactly as strict as the engine's own checks.
 """
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 T = TypeVar("T")
 
@@ -162,5 +172,107 @@ class Record(_Open):
     """An object whose shape belongs to a feature not pinned by DESIGN.md (state, agents...)."""
 
 
-class PatchTradingState(_Open):
-    """Fields of the trading state to change (mode, kill switch, limits)."""
+# --- request bodies -----------------------------------------------------------------------------
+# As strict as the server: a body these models accept is one the engine acts on, except where the
+# answer depends on live state (a chain name the engine does not run, a duplicate alert id).
+# ``create_app`` turns every field marked CHAIN_MARK into an enum of the engine's chain names.
+
+CHAIN_MARK = "x-mevstack-chain-name"
+
+
+class _Body(BaseModel):
+    # python-re: the same regex dialect as the tools that generate requests from the document
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+
+ChainName = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": r"^[a-z0-9][a-z0-9_-]*$",
+            CHAIN_MARK: True,
+        }
+    ),
+]
+# A wei amount: a decimal string (preferred) or a JSON integer; below 10**77, which every uint256
+# amount that matters is (2**256 is about 1.16e77).
+WeiAmount = (
+    Annotated[StrictStr, Field(pattern=r"^[0-9]{1,77}$")]
+    | Annotated[StrictInt, Field(ge=0, le=10**77 - 1)]
+)
+
+
+class ChainLimitsPatch(_Body):
+    """Limits of one chain to change; a missing or null field is left as it is."""
+
+    max_trade_wei: WeiAmount | None = None
+    daily_loss_limit_wei: WeiAmount | None = None
+    max_fee_per_gas_wei: WeiAmount | None = None
+    max_in_flight: Annotated[StrictInt, Field(ge=1, le=64)] | None = None
+    min_native_balance_wei: WeiAmount | None = None
+    min_net_profit_wei: WeiAmount | None = None
+
+
+class PatchTradingState(_Body):
+    """Fields of the trading state to change; a missing or null field is left as it is."""
+
+    mode: Literal["observe", "paper", "live"] | None = None
+    auto_execute: StrictBool | None = None
+    kill_switch: StrictBool | None = None
+    reason: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    limits: dict[ChainName, ChainLimitsPatch] | None = None
+
+
+Address = Annotated[StrictStr, Field(pattern=r"^0x([0-9a-f]{40}|[0-9A-F]{40})$")]
+Addresses = Address | Annotated[list[Address], Field(max_length=64)]
+_ISO_TIME = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?$"
+)
+
+
+class ExploitAlertIn(_Body):
+    """A ``POST /api/exploits`` alert: at least one address in ``pools`` or ``tokens``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        regex_engine="python-re",
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"not": {"type": "null"}, "minItems": 1}}}
+                for name in ("pools", "tokens")
+            ]
+        },
+    )
+
+    chain: ChainName
+    severity: Literal["low", "medium", "high", "critical"]
+    id: (
+        Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S")]
+        | Annotated[StrictInt, Field(ge=-(10**199) + 1, le=10**200 - 1)]
+        | None
+    ) = None
+    source: Annotated[StrictStr, Field(max_length=100)] | None = None
+    kind: Annotated[StrictStr, Field(max_length=100)] | None = None
+    title: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    pools: Addresses | None = None
+    tokens: Addresses | None = None
+    # ISO-8601 with a time of day (days to the 28th: every such date exists), or Unix seconds
+    detected_at: (
+        Annotated[StrictStr, Field(pattern=_ISO_TIME)]
+        | Annotated[StrictInt, Field(ge=0, le=253402300799)]
+        | None
+    ) = None
+    block_number: Annotated[StrictInt, Field(ge=0)] | None = None
+    tx_hash: Annotated[StrictStr, Field(pattern=r"^0x[0-9a-fA-F]{64}$")] | None = None
+    details: Annotated[dict[StrictStr, StrictStr | StrictInt], Field(max_length=32)] | None = None
+
+    @model_validator(mode="after")
+    def _names_an_address(self) -> ExploitAlertIn:
+        if not self.pools and not self.tokens:
+            raise ValueError("name at least one address in pools or tokens")
+        return self

@@ -441,7 +441,11 @@ async def running_engine(
     tasks: list[asyncio.Task[None]] = []
     try:
         await engine.start()
-        app = create_app(view=engine, authenticator=build_authenticator(settings, store))
+        app = create_app(
+            view=engine,
+            authenticator=build_authenticator(settings, store),
+            chains=[chain.name for chain in settings.chains],
+        )
         http, task = await _serve_app(app, server.host, port)
         servers.append(http)
         tasks.append(task)
