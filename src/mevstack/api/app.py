@@ -229,7 +229,16 @@ def create_app(
         chain: ChainQuery = None,
         status: TradeStatus | None = None,
         cursor: Annotated[
-            str | None, Query(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_=-]+$")
+            str | None,
+            Query(
+                min_length=1,
+                max_length=256,
+                pattern=r"^[A-Za-z0-9_=-]+$",
+                description=(
+                    "Opaque: the meta.next_cursor of the previous page. Only a cursor the API"
+                    " handed out is valid; any other value is a 400."
+                ),
+            ),
         ] = None,
         limit: LimitQuery = 100,
     ) -> JSONResponse:

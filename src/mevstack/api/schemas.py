@@ -12,6 +12,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -198,12 +199,24 @@ ChainName = Annotated[
         }
     ),
 ]
-# A wei amount: a decimal string (preferred) or a JSON integer; below 10**77, which every uint256
-# amount that matters is (2**256 is about 1.16e77).
-WeiAmount = (
-    Annotated[StrictStr, Field(pattern=r"^[0-9]{1,77}$")]
-    | Annotated[StrictInt, Field(ge=0, le=10**77 - 1)]
-)
+# A wei amount is a decimal string below 10**77 (2**256 is about 1.16e77).  Never a JSON number:
+# parsers may hold one as a float, and an amount must be exact.
+WeiAmount = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,77}$")]
+
+
+def _whole(value: object) -> object:
+    # JSON does not tell 3 from 3.0, and neither does JSON Schema's "integer"
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+# Integers (no strings, no booleans) in a range; 3.0 counts as 3, as JSON Schema says.
+_Whole = BeforeValidator(_whole)
+InFlight = Annotated[StrictInt, Field(ge=1, le=64), _Whole]
+Int53 = Annotated[StrictInt, Field(ge=-(2**53), le=2**53), _Whole]
+Count53 = Annotated[StrictInt, Field(ge=0, le=2**53), _Whole]
+UnixSeconds = Annotated[StrictInt, Field(ge=0, le=253402300799), _Whole]  # to 9999-12-31
 
 
 class ChainLimitsPatch(_Body):
@@ -212,7 +225,7 @@ class ChainLimitsPatch(_Body):
     max_trade_wei: WeiAmount | None = None
     daily_loss_limit_wei: WeiAmount | None = None
     max_fee_per_gas_wei: WeiAmount | None = None
-    max_in_flight: Annotated[StrictInt, Field(ge=1, le=64)] | None = None
+    max_in_flight: InFlight | None = None
     min_native_balance_wei: WeiAmount | None = None
     min_net_profit_wei: WeiAmount | None = None
 
@@ -251,25 +264,19 @@ class ExploitAlertIn(_Body):
 
     chain: ChainName
     severity: Literal["low", "medium", "high", "critical"]
-    id: (
-        Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S")]
-        | Annotated[StrictInt, Field(ge=-(10**199) + 1, le=10**200 - 1)]
-        | None
-    ) = None
+    id: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S")] | Int53 | None = (
+        None
+    )
     source: Annotated[StrictStr, Field(max_length=100)] | None = None
     kind: Annotated[StrictStr, Field(max_length=100)] | None = None
     title: Annotated[StrictStr, Field(max_length=1000)] | None = None
     pools: Addresses | None = None
     tokens: Addresses | None = None
     # ISO-8601 with a time of day (days to the 28th: every such date exists), or Unix seconds
-    detected_at: (
-        Annotated[StrictStr, Field(pattern=_ISO_TIME)]
-        | Annotated[StrictInt, Field(ge=0, le=253402300799)]
-        | None
-    ) = None
-    block_number: Annotated[StrictInt, Field(ge=0)] | None = None
+    detected_at: Annotated[StrictStr, Field(pattern=_ISO_TIME)] | UnixSeconds | None = None
+    block_number: Count53 | None = None
     tx_hash: Annotated[StrictStr, Field(pattern=r"^0x[0-9a-fA-F]{64}$")] | None = None
-    details: Annotated[dict[StrictStr, StrictStr | StrictInt], Field(max_length=32)] | None = None
+    details: Annotated[dict[StrictStr, StrictStr | Int53], Field(max_length=32)] | None = None
 
     @model_validator(mode="after")
     def _names_an_address(self) -> ExploitAlertIn:
