@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import CheckFunction
@@ -72,9 +73,8 @@ class ConformanceView(StoreView):
         return await self.service.add_exploit(alert, actor="api")
 
 
-def _build() -> Any:
-    state_dir = Path(tempfile.mkdtemp(prefix="mevstack-schemathesis-"))
-    atexit.register(shutil.rmtree, state_dir, ignore_errors=True)
+def build_conformance_app(state_dir: Path) -> FastAPI:
+    """The engine app over a store with a few records, real trading state and exploit alerts."""
     store = Store.open(f"sqlite:///{state_dir}/api.db")
     for i in range(1, 11):
         store.upsert_opportunity(opportunity(i))
@@ -91,7 +91,9 @@ def _build() -> Any:
     return make_app(state_dir, view=view, chains=CHAINS)
 
 
-schema = schemathesis.openapi.from_asgi("/openapi.json", _build())
+_state_dir = Path(tempfile.mkdtemp(prefix="mevstack-schemathesis-"))
+atexit.register(shutil.rmtree, _state_dir, ignore_errors=True)
+schema = schemathesis.openapi.from_asgi("/openapi.json", build_conformance_app(_state_dir))
 
 
 def no_server_error_but_not_built(
@@ -105,10 +107,8 @@ def no_server_error_but_not_built(
     raise AssertionError(f"server error {response.status_code}: {response.text[:300]}")
 
 
-@pytest.mark.parametrize("who", ["admin", "reader"])
-@schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_openapi_document(case: schemathesis.Case[Any], who: str) -> None:
+def check_case(case: schemathesis.Case[Any], who: str, **call: Any) -> None:
+    """Call the operation as ``who`` and run every check (see the module docstring)."""
     excluded: list[CheckFunction] = [schemathesis.checks.not_a_server_error]
     if "cursor" in (case.query or {}):
         excluded.append(positive_data_acceptance)
@@ -122,4 +122,12 @@ def test_api_conforms_to_its_openapi_document(case: schemathesis.Case[Any], who:
         headers=token,
         excluded_checks=excluded,
         additional_checks=[no_server_error_but_not_built],
+        **call,
     )
+
+
+@pytest.mark.parametrize("who", ["admin", "reader"])
+@schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_openapi_document(case: schemathesis.Case[Any], who: str) -> None:
+    check_case(case, who)
