@@ -136,6 +136,10 @@ async def test_405_is_route_aware(gateway: tuple[Gateway, httpx.AsyncClient]) ->
             answer = await client.request(method, path, headers=headers)
             assert_envelope(answer, 405, "method_not_allowed")
             assert answer.headers["allow"] == allow, (method, path)
+    # a method on a path no engine route has: not a 405 with an empty Allow
+    nowhere = await client.request("TRACE", "/api/nope", headers=auth("reader"))
+    assert_envelope(nowhere, 404, "not_found")
+    assert "allow" not in nowhere.headers
 
 
 @asynccontextmanager

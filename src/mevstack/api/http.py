@@ -192,6 +192,9 @@ def install_error_handlers(
         if exc.status_code == 405:
             # Starlette names only the first route of the path; several routes may share it.
             allowed = methods_of(request.scope)
+            if not allowed:
+                # a catch-all route matched, but no real route has this path
+                return error_response(404, "no such path")
             headers["Allow"] = ", ".join(allowed)
             message = f"method {request.method} not allowed here (allowed: {', '.join(allowed)})"
         return error_response(exc.status_code, message, headers=headers)
