@@ -318,7 +318,7 @@ async def test_a_successful_write_makes_the_next_read_fresh(tmp_path: Path) -> N
         listed = await client.get("/api/agents", headers=auth("reader"))
         assert listed.headers["x-cache"] == "miss"
         assert listed.json()["data"] == [{"id": "arbitrage", "running": True}]
-        alert = {"chain": "ethereum", "address": "0x" + "11" * 20}
+        alert = {"chain": "ethereum", "severity": "high", "pools": ["0x" + "11" * 20]}
         posted = await client.post("/api/exploits", json=alert, headers=auth("admin"))
         assert posted.status_code == 200, posted.text
         listed = await client.get("/api/exploits", headers=auth("reader"))

@@ -123,8 +123,16 @@ def error_response(
 
 
 def _validation_message(exc: RequestValidationError) -> str:
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body" or len(first["loc"]) == 1)
+    errors = list(exc.errors())
+    # Of the alternatives of a union, the one that got deepest is the one the caller meant.
+    first: dict[str, Any] = dict(max(errors, key=lambda e: len(e.get("loc", ())), default={}))
+    loc = first.get("loc", ())
+    where = ".".join(
+        str(p)
+        for p in loc
+        # drop "body" (unless it is all there is) and pydantic's names of union members
+        if (p != "body" or len(loc) == 1) and not (isinstance(p, str) and "[" in p)
+    )
     text = str(first.get("msg", "invalid request"))
     if first.get("type") == "literal_error":
         text = f"expected one of {first.get('ctx', {}).get('expected', '?')}"

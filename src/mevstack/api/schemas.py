@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Generic, Literal, TypeVar
 
+from eth_utils.address import is_checksum_address
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -199,9 +201,17 @@ ChainName = Annotated[
         }
     ),
 ]
+
+
 # A wei amount is a decimal string below 10**77 (2**256 is about 1.16e77).  Never a JSON number:
 # parsers may hold one as a float, and an amount must be exact.
-WeiAmount = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,77}$")]
+def _wei_text(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("expected a decimal string of wei (a JSON number may not be exact)")
+    return value
+
+
+WeiAmount = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,77}$"), BeforeValidator(_wei_text)]
 
 
 def _whole(value: object) -> object:
@@ -240,7 +250,28 @@ class PatchTradingState(_Body):
     limits: dict[ChainName, ChainLimitsPatch] | None = None
 
 
-Address = Annotated[StrictStr, Field(pattern=r"^0x([0-9a-f]{40}|[0-9A-F]{40})$")]
+def _checksum_if_mixed(value: str) -> str:
+    digits = value[2:]
+    if not (digits.islower() or digits.isupper()) and not is_checksum_address(value):
+        raise ValueError("a mixed-case address must carry a valid EIP-55 checksum")
+    return value
+
+
+# 0x and 40 hex digits, all lowercase or all uppercase (the document says only this), or mixed
+# case with a valid EIP-55 checksum, which a JSON Schema cannot express.
+Address = Annotated[
+    StrictStr,
+    Field(pattern=r"^0x[0-9a-fA-F]{40}$"),
+    AfterValidator(_checksum_if_mixed),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^0x([0-9a-f]{40}|[0-9A-F]{40})$",
+            "description": "lowercase or uppercase hex; an EIP-55 checksummed address is also"
+            " accepted",
+        }
+    ),
+]
 Addresses = Address | Annotated[list[Address], Field(max_length=64)]
 _ISO_TIME = (
     r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
