@@ -107,11 +107,19 @@ def api_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("api-state")
 
 
-def make_app(state_dir: Path, *, public_read: bool = False, view: Any = None) -> FastAPI:
+def make_app(
+    state_dir: Path,
+    *,
+    public_read: bool = False,
+    view: Any = None,
+    chains: list[str] | None = None,
+) -> FastAPI:
     if view is None:
         view = make_view(state_dir)
     return create_app(
-        view=view, authenticator=make_authenticator(state_dir, public_read=public_read)
+        view=view,
+        authenticator=make_authenticator(state_dir, public_read=public_read),
+        chains=chains,
     )
 
 

@@ -30,7 +30,12 @@ MUTATING = [
     ("PATCH", "/api/trading/state", {"kill_switch": True}, "admin"),
     ("POST", "/api/agents/arbitrage/start", None, "admin"),
     ("POST", "/api/agents/arbitrage/stop", None, "admin"),
-    ("POST", "/api/exploits", {"address": "0x0000000000000000000000000000000000000001"}, "admin"),
+    (
+        "POST",
+        "/api/exploits",
+        {"chain": "ethereum", "severity": "high", "pools": ["0x" + "0" * 39 + "1"]},
+        "admin",
+    ),
 ]
 
 

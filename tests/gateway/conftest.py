@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import uvicorn
@@ -17,12 +18,15 @@ from websockets.asyncio.client import ClientConnection
 from mevstack.api.auth import Authenticator
 from mevstack.bus import Bus, open_bus
 from mevstack.devnet.anvil import free_port
+from mevstack.gateway.app import Gateway, GatewayOptions
+from mevstack.gateway.ratelimit import RateLimits, RedisRateLimiter
 from mevstack.gateway.ws import WsServer
 from tests.api.conftest import make_app, make_authenticator, make_view
 from tests.waiting import wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-ORIGINS = ["http://127.0.0.1:5002"]
+ORIGIN = "http://127.0.0.1:5002"
+ORIGINS = [ORIGIN]
 
 
 async def drop_namespace(namespace: str) -> None:
@@ -117,3 +121,49 @@ class EngineServer:
         if self.task is not None:
             await self.task
             self.task = None
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[list[EngineServer]]:
+    servers = [EngineServer(tmp_path, "engine-a"), EngineServer(tmp_path, "engine-b")]
+    for server in servers:
+        await server.start()
+    yield servers
+    for server in servers:
+        await server.kill()
+
+
+async def open_gateway(
+    tmp_path: Path,
+    engines: list[EngineServer],
+    limiter: RedisRateLimiter | None = None,
+    **options: object,
+) -> tuple[Gateway, httpx.AsyncClient]:
+    gateway = Gateway(
+        GatewayOptions(
+            backends=[e.url for e in engines],
+            cors_origins=[ORIGIN],
+            health_interval=0.1,
+            health_timeout=0.3,
+            **options,  # type: ignore[arg-type]
+        ),
+        make_authenticator(tmp_path, public_read=False),
+        limiter=limiter,
+    )
+    await gateway.start()
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gateway.app), base_url="http://gateway"
+    )
+    return gateway, client
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, engines: list[EngineServer]
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    gw, client = await open_gateway(
+        tmp_path, engines, swr_s=0.0, ttls={"/api": 0.2}, limits=RateLimits(10**6, 10**6, 1.0)
+    )
+    yield gw, client
+    await client.aclose()
+    await gw.aclose()

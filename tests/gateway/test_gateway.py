@@ -4,65 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from mevstack.gateway.app import Gateway, GatewayOptions
+from mevstack.gateway.app import Gateway
 from mevstack.gateway.ratelimit import RateLimits, RedisRateLimiter
-from tests.api.conftest import PLAIN, auth, make_authenticator
-from tests.gateway.conftest import REDIS_URL, EngineServer, drop_namespace
+from tests.api.conftest import PLAIN, auth
+from tests.gateway.conftest import ORIGIN, REDIS_URL, EngineServer, drop_namespace, open_gateway
 from tests.waiting import wait_until
-
-ORIGIN = "http://127.0.0.1:5002"
-
-
-@pytest.fixture
-async def engines(tmp_path: Path) -> AsyncIterator[list[EngineServer]]:
-    servers = [EngineServer(tmp_path, "engine-a"), EngineServer(tmp_path, "engine-b")]
-    for server in servers:
-        await server.start()
-    yield servers
-    for server in servers:
-        await server.kill()
-
-
-async def open_gateway(
-    tmp_path: Path,
-    engines: list[EngineServer],
-    limiter: RedisRateLimiter | None = None,
-    **options: object,
-) -> tuple[Gateway, httpx.AsyncClient]:
-    gateway = Gateway(
-        GatewayOptions(
-            backends=[e.url for e in engines],
-            cors_origins=[ORIGIN],
-            health_interval=0.1,
-            health_timeout=0.3,
-            **options,  # type: ignore[arg-type]
-        ),
-        make_authenticator(tmp_path, public_read=False),
-        limiter=limiter,
-    )
-    await gateway.start()
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=gateway.app), base_url="http://gateway"
-    )
-    return gateway, client
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, engines: list[EngineServer]
-) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
-    gw, client = await open_gateway(
-        tmp_path, engines, swr_s=0.0, ttls={"/api": 0.2}, limits=RateLimits(10**6, 10**6, 1.0)
-    )
-    yield gw, client
-    await client.aclose()
-    await gw.aclose()
 
 
 async def test_proxies_with_request_id_and_caches(
@@ -367,7 +318,7 @@ async def test_a_successful_write_makes_the_next_read_fresh(tmp_path: Path) -> N
         listed = await client.get("/api/agents", headers=auth("reader"))
         assert listed.headers["x-cache"] == "miss"
         assert listed.json()["data"] == [{"id": "arbitrage", "running": True}]
-        alert = {"chain": "ethereum", "address": "0x" + "11" * 20}
+        alert = {"chain": "ethereum", "severity": "high", "pools": ["0x" + "11" * 20]}
         posted = await client.post("/api/exploits", json=alert, headers=auth("admin"))
         assert posted.status_code == 200, posted.text
         listed = await client.get("/api/exploits", headers=auth("reader"))

@@ -7,6 +7,7 @@ response schemas for every status an endpoint can give, which the schemathesis t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,8 @@ from mevstack import __version__
 from mevstack.api import schemas as s
 from mevstack.api.auth import Authenticator, AuthError, Principal, bearer
 from mevstack.api.http import (
+    BodyLimit,
+    BoundedJSONRoute,
     JSONResponse,
     RequestContext,
     envelope,
@@ -89,9 +92,14 @@ def _doc(model: Any, errors: dict[int | str, dict[str, Any]], status: int = 200)
 
 
 def create_app(
-    *, view: EngineView, authenticator: Authenticator, title: str = "mevstack engine"
+    *,
+    view: EngineView,
+    authenticator: Authenticator,
+    title: str = "mevstack engine",
+    chains: Sequence[str] | None = None,
 ) -> FastAPI:
-    """The engine API app; ``view`` supplies the data, ``authenticator`` the tokens."""
+    """The engine API app; ``view`` supplies the data, ``authenticator`` the tokens, ``chains``
+    the names of the chains the engine runs (the document then lists them)."""
     app = FastAPI(
         title=title,
         version=__version__,
@@ -99,9 +107,13 @@ def create_app(
         redoc_url=None,
         default_response_class=JSONResponse,
         dependencies=[Depends(reject_unknown_query)],
+        # "/api/trades/" is not a path of the API: a 404, not a redirect to guess at.
+        redirect_slashes=False,
     )
+    app.router.route_class = BoundedJSONRoute
     app.state.authenticator = authenticator
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     app.add_middleware(RequestContext)
 
     def wrap(data: Any, **extra: Any) -> JSONResponse:
@@ -217,7 +229,16 @@ def create_app(
         chain: ChainQuery = None,
         status: TradeStatus | None = None,
         cursor: Annotated[
-            str | None, Query(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_=-]+$")
+            str | None,
+            Query(
+                min_length=1,
+                max_length=256,
+                pattern=r"^[A-Za-z0-9_=-]+$",
+                description=(
+                    "Opaque: the meta.next_cursor of the previous page. Only a cursor the API"
+                    " handed out is valid; any other value is a 400."
+                ),
+            ),
         ] = None,
         limit: LimitQuery = 100,
     ) -> JSONResponse:
@@ -246,7 +267,8 @@ def create_app(
         responses=_doc(s.ObjectEnvelope[s.Record], _WRITE_ERRORS),
     )
     async def patch_trading_state(_: Admin, changes: s.PatchTradingState) -> JSONResponse:
-        return wrap(await view.patch_trading_state(changes.model_dump()))
+        # null means "leave it", at any depth
+        return wrap(await view.patch_trading_state(changes.model_dump(exclude_none=True)))
 
     @app.get(
         "/api/agents", response_model=None, responses=_doc(s.ListEnvelope[s.Record], _READ_ERRORS)
@@ -283,7 +305,31 @@ def create_app(
         response_model=None,
         responses=_doc(s.ObjectEnvelope[s.Record], _WRITE_ERRORS),
     )
-    async def add_exploit(_: Admin, alert: s.Record) -> JSONResponse:
-        return wrap(await view.add_exploit(alert.model_dump()))
+    async def add_exploit(_: Admin, alert: s.ExploitAlertIn) -> JSONResponse:
+        return wrap(await view.add_exploit(alert.model_dump(exclude_none=True)))
 
+    if chains is not None:
+        _name_the_chains(app, list(chains))
     return app
+
+
+def _name_the_chains(app: FastAPI, chains: list[str]) -> None:
+    """The OpenAPI document lists the engine's chains wherever a request names one."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _enum_chains(build(), chains)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _enum_chains(node: Any, chains: list[str]) -> Any:
+    if isinstance(node, dict):
+        if node.get(s.CHAIN_MARK) is True:
+            return {"type": "string", "enum": chains}
+        return {key: _enum_chains(value, chains) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_enum_chains(item, chains) for item in node]
+    return node

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, get_args
 
+from mevstack import jsonsafe
 from mevstack.config import AuthToken
 from mevstack.errors import ConfigError, MevstackError
 
@@ -216,7 +217,7 @@ class SessionSigner:
         if not hmac.compare_digest(given, self._mac(body)):
             raise AuthError("invalid session token")
         try:
-            payload = json.loads(_unb64(body))
+            payload = jsonsafe.loads(_unb64(body))
             name, scopes, expires = payload["sub"], payload["scp"], payload["exp"]
         except (ValueError, KeyError, TypeError):
             raise AuthError("malformed session token") from None

@@ -4,7 +4,10 @@
 * ``install_error_handlers`` turns every error FastAPI/Starlette can raise (404, 405, validation,
   auth, not-available, and anything unexpected) into ``{"error": {"code", "message"}}``;
 * ``RequestContext`` is a pure-ASGI middleware: it takes a sane ``X-Request-Id`` or makes one,
-  echoes it, exposes it to logs through a context variable, and counts requests per endpoint.
+  echoes it, exposes it to logs through a context variable, and counts requests per endpoint;
+* ``BodyLimit`` is a pure-ASGI middleware that refuses a request body over ``MAX_BODY_BYTES``
+  (413) before it is held in memory, and ``BoundedJSONRoute`` parses JSON bodies through
+  :func:`mevstack.jsonsafe.loads` (depth-bounded) instead of the standard library's parser.
 """
 
 from __future__ import annotations
@@ -14,18 +17,20 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mevstack import jsonsafe
 from mevstack.api.auth import AuthError
 from mevstack.api.view import BadRequest, Conflict, NotAvailable, NotFound
 from mevstack.errors import MevstackError
@@ -35,6 +40,9 @@ from mevstack.obs import metrics
 log = logging.getLogger("mevstack.api")
 
 REQUEST_ID_HEADER = "x-request-id"
+# Request bodies are small JSON objects; the same cap on the engine and the gateway.
+MAX_BODY_BYTES = 1 << 20
+
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -74,6 +82,27 @@ class JSONResponse(StarletteJSONResponse):
         return orjson.dumps(content)
 
 
+class BoundedJSONRequest(Request):
+    """A request whose ``json()`` is :func:`mevstack.jsonsafe.loads` (depth-bounded, exact)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = jsonsafe.loads(await self.body())
+        return self._json
+
+
+class BoundedJSONRoute(APIRoute):
+    """FastAPI's route, parsing bodies with :class:`BoundedJSONRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            return await handler(BoundedJSONRequest(request.scope, request.receive))
+
+        return bounded
+
+
 def meta(count: int, source: str, *, stale: bool = False, **extra: Any) -> dict[str, Any]:
     return {"count": count, "as_of": utc_now_iso(), "stale": stale, "source": source, **extra}
 
@@ -94,9 +123,19 @@ def error_response(
 
 
 def _validation_message(exc: RequestValidationError) -> str:
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body" or len(first["loc"]) == 1)
+    errors = list(exc.errors())
+    # Of the alternatives of a union, the one that got deepest is the one the caller meant.
+    first: dict[str, Any] = dict(max(errors, key=lambda e: len(e.get("loc", ())), default={}))
+    loc = first.get("loc", ())
+    where = ".".join(
+        str(p)
+        for p in loc
+        # drop "body" (unless it is all there is) and pydantic's names of union members
+        if (p != "body" or len(loc) == 1) and not (isinstance(p, str) and "[" in p)
+    )
     text = str(first.get("msg", "invalid request"))
+    if first.get("type") == "literal_error":
+        text = f"expected one of {first.get('ctx', {}).get('expected', '?')}"
     return f"{where}: {text}" if where else text
 
 
@@ -146,7 +185,12 @@ def _view_error_handler(
     return handler
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(
+    app: FastAPI, *, allowed: Callable[[Scope], list[str]] | None = None
+) -> None:
+    """Every error as the envelope; ``allowed`` names a path's methods for a 405's ``Allow``."""
+    methods_of = allowed if allowed is not None else lambda scope: allowed_methods(app, scope)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
@@ -155,7 +199,10 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "no such path"
         if exc.status_code == 405:
             # Starlette names only the first route of the path; several routes may share it.
-            allowed = allowed_methods(app, request.scope)
+            allowed = methods_of(request.scope)
+            if not allowed:
+                # a catch-all route matched, but no real route has this path
+                return error_response(404, "no such path")
             headers["Allow"] = ", ".join(allowed)
             message = f"method {request.method} not allowed here (allowed: {', '.join(allowed)})"
         return error_response(exc.status_code, message, headers=headers)
@@ -245,3 +292,65 @@ class RequestContext:
                     },
                 )
             request_id_var.reset(token)
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413, holding at most that much.
+
+    A declared ``Content-Length`` over the cap is refused before anything is read; otherwise the
+    body is collected up to the cap (chunked bodies included) and replayed to the app, so
+    nothing behind this middleware can be made to read more.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = error_response(
+            413, f"request body too large (limit {self.max_bytes} bytes)", "payload_too_large"
+        )
+        await answer(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -2,14 +2,27 @@
 
 Handlers return plain dicts (what the engine and store produce); these models only describe them,
 so the OpenAPI document is complete without a second copy of the data passing through pydantic.
-Objects allow additional properties: DESIGN.md lets us add fields, never drop or rename them.
+Answer objects allow additional properties: DESIGN.md lets us add fields, never drop or rename
+them.  Request bodies are the opposite: closed and exactly as strict as the engine's own checks.
 """
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from eth_utils.address import is_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 T = TypeVar("T")
 
@@ -163,5 +176,142 @@ class Record(_Open):
     """An object whose shape belongs to a feature not pinned by DESIGN.md (state, agents...)."""
 
 
-class PatchTradingState(_Open):
-    """Fields of the trading state to change (mode, kill switch, limits)."""
+# --- request bodies -----------------------------------------------------------------------------
+# As strict as the server: a body these models accept is one the engine acts on, except where the
+# answer depends on live state (a chain name the engine does not run, a duplicate alert id).
+# ``create_app`` turns every field marked CHAIN_MARK into an enum of the engine's chain names.
+
+CHAIN_MARK = "x-mevstack-chain-name"
+
+
+class _Body(BaseModel):
+    # python-re: the same regex dialect as the tools that generate requests from the document
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+
+ChainName = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": r"^[a-z0-9][a-z0-9_-]*$",
+            CHAIN_MARK: True,
+        }
+    ),
+]
+
+
+# A wei amount is a decimal string below 10**77 (2**256 is about 1.16e77).  Never a JSON number:
+# parsers may hold one as a float, and an amount must be exact.
+def _wei_text(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("expected a decimal string of wei (a JSON number may not be exact)")
+    return value
+
+
+WeiAmount = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,77}$"), BeforeValidator(_wei_text)]
+
+
+def _whole(value: object) -> object:
+    # JSON does not tell 3 from 3.0, and neither does JSON Schema's "integer"
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+# Integers (no strings, no booleans) in a range; 3.0 counts as 3, as JSON Schema says.
+_Whole = BeforeValidator(_whole)
+InFlight = Annotated[StrictInt, Field(ge=1, le=64), _Whole]
+Int53 = Annotated[StrictInt, Field(ge=-(2**53), le=2**53), _Whole]
+Count53 = Annotated[StrictInt, Field(ge=0, le=2**53), _Whole]
+UnixSeconds = Annotated[StrictInt, Field(ge=0, le=253402300799), _Whole]  # to 9999-12-31
+
+
+class ChainLimitsPatch(_Body):
+    """Limits of one chain to change; a missing or null field is left as it is."""
+
+    max_trade_wei: WeiAmount | None = None
+    daily_loss_limit_wei: WeiAmount | None = None
+    max_fee_per_gas_wei: WeiAmount | None = None
+    max_in_flight: InFlight | None = None
+    min_native_balance_wei: WeiAmount | None = None
+    min_net_profit_wei: WeiAmount | None = None
+
+
+class PatchTradingState(_Body):
+    """Fields of the trading state to change; a missing or null field is left as it is."""
+
+    mode: Literal["observe", "paper", "live"] | None = None
+    auto_execute: StrictBool | None = None
+    kill_switch: StrictBool | None = None
+    reason: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    limits: dict[ChainName, ChainLimitsPatch] | None = None
+
+
+def _checksum_if_mixed(value: str) -> str:
+    digits = value[2:]
+    if not (digits.islower() or digits.isupper()) and not is_checksum_address(value):
+        raise ValueError("a mixed-case address must carry a valid EIP-55 checksum")
+    return value
+
+
+# 0x and 40 hex digits, all lowercase or all uppercase (the document says only this), or mixed
+# case with a valid EIP-55 checksum, which a JSON Schema cannot express.
+Address = Annotated[
+    StrictStr,
+    Field(pattern=r"^0x[0-9a-fA-F]{40}$"),
+    AfterValidator(_checksum_if_mixed),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^0x([0-9a-f]{40}|[0-9A-F]{40})$",
+            "description": "lowercase or uppercase hex; an EIP-55 checksummed address is also"
+            " accepted",
+        }
+    ),
+]
+Addresses = Address | Annotated[list[Address], Field(max_length=64)]
+_ISO_TIME = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?$"
+)
+
+
+class ExploitAlertIn(_Body):
+    """A ``POST /api/exploits`` alert: at least one address in ``pools`` or ``tokens``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        regex_engine="python-re",
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"not": {"type": "null"}, "minItems": 1}}}
+                for name in ("pools", "tokens")
+            ]
+        },
+    )
+
+    chain: ChainName
+    severity: Literal["low", "medium", "high", "critical"]
+    id: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S")] | Int53 | None = (
+        None
+    )
+    source: Annotated[StrictStr, Field(max_length=100)] | None = None
+    kind: Annotated[StrictStr, Field(max_length=100)] | None = None
+    title: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    pools: Addresses | None = None
+    tokens: Addresses | None = None
+    # ISO-8601 with a time of day (days to the 28th: every such date exists), or Unix seconds
+    detected_at: Annotated[StrictStr, Field(pattern=_ISO_TIME)] | UnixSeconds | None = None
+    block_number: Count53 | None = None
+    tx_hash: Annotated[StrictStr, Field(pattern=r"^0x[0-9a-fA-F]{64}$")] | None = None
+    details: Annotated[dict[StrictStr, StrictStr | Int53], Field(max_length=32)] | None = None
+
+    @model_validator(mode="after")
+    def _names_an_address(self) -> ExploitAlertIn:
+        if not self.pools and not self.tokens:
+            raise ValueError("name at least one address in pools or tokens")
+        return self

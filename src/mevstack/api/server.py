@@ -4,6 +4,10 @@
 and store) and the same session tokens (one secret in the state dir).  ``running_engine_api``
 serves an app for an :class:`EngineView`; the engine runtime passes its own view, and until it
 exists ``StoreView`` serves opportunities and trades from the database.
+
+:func:`uvicorn_config` is how every HTTP port of mevstack is configured: uvicorn must not rewrite
+the client address from ``X-Forwarded-For`` (only the gateway's ``server.trusted_proxies`` rule
+decides whom to believe), and a request uvicorn itself cannot parse gets the JSON error shape.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from mevstack.api.app import create_app
 from mevstack.api.auth import (
@@ -23,6 +29,7 @@ from mevstack.api.auth import (
     load_or_create_secret,
     records_from_config,
 )
+from mevstack.api.http import error_body
 from mevstack.api.store_view import StoreTokens
 from mevstack.api.view import EngineView
 from mevstack.config import Settings
@@ -63,21 +70,45 @@ def build_authenticator(settings: Settings, store: Store | None) -> Authenticato
     )
 
 
+class EnvelopeHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, answering a request it cannot parse with the JSON error shape."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = orjson.dumps(error_body(400, msg))
+        head = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n",
+            b"\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
+def uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        http=EnvelopeHttpProtocol,
+        # The client address is the peer's; X-Forwarded-For is judged by the gateway alone.
+        proxy_headers=False,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_uvicorn(
     app: object, host: str, port: int, what: str
 ) -> AsyncIterator[tuple[uvicorn.Server, asyncio.Task[None]]]:
     """``app`` listening on host:port until the block exits (or uvicorn catches a signal)."""
     check_port_free(host, port, what)
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, host, port))
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(STARTUP_TIMEOUT_S):

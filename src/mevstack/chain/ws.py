@@ -299,8 +299,11 @@ class WsClient:
         try:
             async for raw in link.conn:
                 try:
-                    message = orjson.loads(raw)
-                except orjson.JSONDecodeError:
+                    message = orjson.loads(raw)  # depth-bounded: a node cannot nest us to death
+                except orjson.JSONDecodeError as exc:
+                    log.warning(
+                        "%s: dropped a message that is not JSON (%s)", link.endpoint.safe_url, exc
+                    )
                     continue
                 if not isinstance(message, dict):
                     continue

@@ -38,7 +38,13 @@ from typing import Any
 import uvicorn
 
 from mevstack.api.app import create_app
-from mevstack.api.server import ServeError, build_authenticator, check_port_free, open_store
+from mevstack.api.server import (
+    ServeError,
+    build_authenticator,
+    check_port_free,
+    open_store,
+    uvicorn_config,
+)
 from mevstack.api.store_view import StoreView
 from mevstack.api.view import BadRequest, Conflict, JsonObject, NotAvailable, NotFound
 from mevstack.bus import Bus, open_bus
@@ -440,10 +446,7 @@ class EngineProcess:
 
 
 async def _serve_app(app: Any, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
-    )
-    server = _Server(config)
+    server = _Server(uvicorn_config(app, host, port))
     task = asyncio.create_task(server.serve(), name=f"http-{port}")
     while not server.started:
         if task.done():
@@ -491,7 +494,11 @@ async def running_engine(
     tasks: list[asyncio.Task[None]] = []
     try:
         await engine.start()
-        app = create_app(view=engine, authenticator=build_authenticator(settings, store))
+        app = create_app(
+            view=engine,
+            authenticator=build_authenticator(settings, store),
+            chains=[chain.name for chain in settings.chains],
+        )
         http, task = await _serve_app(app, server.host, port)
         servers.append(http)
         tasks.append(task)

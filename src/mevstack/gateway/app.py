@@ -1,10 +1,15 @@
 """The REST gateway (port 8093): auth, rate limits, cache, routing and failover in front of engines.
 
-A request goes through, in order: CORS (explicit origins only), the request id, the gateway's own
-auth check (the scope of the path; the engine checks again), the rate limits (per client address
-and per token), then either the cache (GET) or a backend.  Reads try backends healthiest first and
-move to the next one when a backend cannot be reached; trades go to the lease holder and are only
-retried elsewhere when the request provably never reached the first backend (connect error).
+A request goes through, in order: CORS (explicit origins only), the request id, the body cap,
+the path check (``gateway/paths.py``: the raw path, decoded once, re-encoded for the engine), a
+405 for a method the engine's route does not have, the gateway's own auth check (the scope of the
+engine route the path reaches; the engine checks again), the rate limits (per client address and
+per token), then either the cache (GET) or a backend.  The engine's routes come from the engine
+app itself, so the gateway and the engine cannot disagree about which endpoint a path is.
+
+Reads try backends healthiest first and move to the next one when a backend cannot be reached;
+trades go to the lease holder and are only retried elsewhere when the request provably never
+reached the first backend (connect error).
 When no backend answers a GET, the last good answer is served with ``meta.stale = true`` and
 ``meta.age_s``; without one, the answer is 503 ``no_backend``.
 
@@ -15,8 +20,10 @@ it; a successful write drops the cached reads it affects, so the next read is fr
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-from collections.abc import AsyncIterator, Collection
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,18 +31,25 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mevstack import __version__
-from mevstack.api.auth import Authenticator, AuthError, Principal, bearer
+from mevstack.api.app import create_app
+from mevstack.api.auth import Authenticator, AuthError, Principal, SessionSigner, bearer
 from mevstack.api.http import (
     REQUEST_ID_HEADER,
+    BodyLimit,
     JSONResponse,
     RequestContext,
+    allowed_methods,
     error_response,
     install_error_handlers,
     request_id_var,
 )
+from mevstack.api.view import UnavailableView
 from mevstack.gateway.backends import FAILOVERS, Backend, BackendPool
 from mevstack.gateway.cache import (
     ResponseCache,
@@ -44,6 +58,7 @@ from mevstack.gateway.cache import (
     key_under,
     mark_stale,
 )
+from mevstack.gateway.paths import BadPath, Target, normalise
 from mevstack.gateway.proxies import client_address, parse_networks
 from mevstack.gateway.ratelimit import (
     LIMITED,
@@ -68,7 +83,10 @@ _FORWARD_HEADERS = ("authorization", "content-type", "accept", "idempotency-key"
 # Reads must fail over within a second even when an engine hangs without closing its socket.
 _READ_TIMEOUT = httpx.Timeout(connect=0.25, read=0.5, write=0.5, pool=0.5)
 _WRITE_TIMEOUT = httpx.Timeout(connect=0.25, read=15.0, write=5.0, pool=1.0)
-_MAX_BODY = 1 << 20
+# Headers of an engine's answer passed on to the client.
+_ANSWER_HEADERS = ("retry-after", "allow")
+# Methods the proxy route takes; others get the engine route's 405 from the error handler.
+_PROXY_METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"]
 # Statuses that say the engine itself is broken (503 is a deliberate "feature not available").
 _BROKEN_BACKEND = frozenset({500, 502, 504})
 
@@ -85,19 +103,73 @@ class GatewayOptions:
     ttls: dict[str, float] | None = None
 
 
+_LOGIN = "/api/auth/login"
+_EXECUTE = "/api/mev/opportunities/{opportunity_id}/execute"
+
+
+@functools.cache
+def engine_routes() -> tuple[APIRoute, ...]:
+    """The engine API's routes, taken from the engine app itself (built once, never served)."""
+    template = create_app(
+        view=UnavailableView(),
+        authenticator=Authenticator(signer=SessionSigner(secrets.token_bytes(32))),
+    )
+    return tuple(r for r in template.router.routes if isinstance(r, APIRoute))
+
+
+def engine_route(method: str, path: str) -> tuple[str | None, list[str]]:
+    """The engine route serving ``method`` on the decoded ``path`` and every method it has."""
+    scope = {"type": "http", "path": path, "root_path": "", "method": method}
+    found: str | None = None
+    methods: set[str] = set()
+    for route in engine_routes():
+        match, _ = route.matches(scope)
+        if match == Match.FULL and found is None:
+            found = route.path
+        if match != Match.NONE:
+            methods |= route.methods or set()
+    return found, sorted(methods)
+
+
 def required_scope(method: str, path: str) -> str | None:
-    """The scope the gateway demands before forwarding (the engine enforces it again)."""
-    if path == "/api/auth/login":
+    """The scope the gateway demands before forwarding the decoded ``path`` (the engine checks
+    again).  Decided on the engine route the path reaches, not on how the path looks."""
+    route, _ = engine_route(method, path)
+    if route == _LOGIN:
         return None
     if method in ("GET", "HEAD"):
         return "read"
-    if (
-        method == "POST"
-        and path.startswith("/api/mev/opportunities/")
-        and path.endswith("/execute")
-    ):
+    if route == _EXECUTE:
         return "trade"
     return "admin"
+
+
+_TARGET = "mevstack.target"
+
+
+class PathCheck:
+    """Checks every request's raw path before routing (``gateway/paths.py``).
+
+    A bad path is refused by ``refuse``; a good one is left in the scope for the proxy.  This
+    runs before the router because the router matches the decoded path, in which a control
+    character can make a path match no route at all (a 404 that hides the real problem).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, refuse: Callable[[Request, BadPath], Awaitable[Response]]
+    ) -> None:
+        self.app = app
+        self.refuse = refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                scope[_TARGET] = normalise(scope.get("raw_path") or scope["path"].encode())
+            except BadPath as exc:
+                answer = await self.refuse(Request(scope, receive), exc)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class Gateway:
@@ -160,7 +232,16 @@ class Gateway:
             lifespan=lifespan,
             default_response_class=JSONResponse,
         )
-        install_error_handlers(app)
+
+        def allowed(scope: Scope) -> list[str]:
+            path = scope.get("path", "")
+            if path.startswith("/api/"):
+                return engine_route("GET", path)[1]
+            return allowed_methods(app, scope)
+
+        install_error_handlers(app, allowed=allowed)
+        app.add_middleware(PathCheck, refuse=self._refuse_path)
+        app.add_middleware(BodyLimit)
         app.add_middleware(RequestContext)
         app.add_middleware(
             CORSMiddleware,
@@ -189,13 +270,22 @@ class Gateway:
 
         @app.get("/openapi.json")
         async def openapi(request: Request) -> Response:
-            return await self.handle(request, "/openapi.json")
+            return await self.handle(request, "/openapi.json", None)
 
-        @app.api_route(
-            "/api/{rest:path}", methods=["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
-        )
+        @app.api_route("/api/{rest:path}", methods=_PROXY_METHODS)
         async def proxy(request: Request, rest: str) -> Response:
-            return await self.handle(request, f"/api/{rest}")
+            target: Target = request.scope[_TARGET]
+            _, methods = engine_route(request.method, target.decoded)
+            if methods and request.method not in methods:
+                limited = await self._limit(request, None)
+                allow = ", ".join(methods)
+                return limited or error_response(
+                    405,
+                    f"method {request.method} not allowed here (allowed: {allow})",
+                    headers={"Allow": allow},
+                )
+            scope = required_scope(request.method, target.decoded)
+            return await self.handle(request, target.encoded, scope)
 
         return app
 
@@ -204,6 +294,11 @@ class Gateway:
     def client_address(self, request: Request) -> str:
         peer = request.client.host if request.client else "unknown"
         return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
+
+    async def _refuse_path(self, request: Request, problem: BadPath) -> Response:
+        # Refused callers still spend their address's budget.
+        limited = await self._limit(request, None)
+        return limited or error_response(400, f"bad path: {problem}")
 
     async def _limit(self, request: Request, principal: Principal | None) -> Response | None:
         limits = self.options.limits
@@ -222,9 +317,9 @@ class Gateway:
                 )
         return None
 
-    async def handle(self, request: Request, path: str) -> Response:
+    async def handle(self, request: Request, path: str, scope: str | None) -> Response:
+        """Forward ``path`` (checked and encoded) once the caller has ``scope``."""
         method = request.method
-        scope = required_scope(method, path) if path.startswith("/api/") else None
         principal: Principal | None = None
         try:
             token = bearer(request.headers.get("authorization"))
@@ -241,9 +336,7 @@ class Gateway:
             return limited
         if method == "GET":
             return await self._cached_get(request, path)
-        body = await request.body()
-        if len(body) > _MAX_BODY:
-            return error_response(413, "request body too large")
+        body = await request.body()  # BodyLimit has capped it
         answer = await self._forward(request, path, body, reads=method == "HEAD")
         if answer is None:
             CACHE.labels(result="bypass").inc()
@@ -374,6 +467,9 @@ class Gateway:
                     content=body or None,
                     timeout=_READ_TIMEOUT if reads else _WRITE_TIMEOUT,
                 )
+            except httpx.InvalidURL as exc:
+                # The query string, which travels as the client sent it, is not a valid URL part.
+                return error_response(400, f"bad request target: {exc}")
             except httpx.ConnectError as exc:
                 self.pool.mark_down(backend, exc)
                 continue
@@ -398,8 +494,9 @@ class Gateway:
                     key, answer.status_code, answer.content, content_type, backend.url, epoch=epoch
                 )
             passed = {"X-Cache": "miss"} if reads else {}
-            if "retry-after" in answer.headers:
-                passed["Retry-After"] = answer.headers["retry-after"]
+            for name in _ANSWER_HEADERS:
+                if name in answer.headers:
+                    passed[name.title()] = answer.headers[name]
             return Response(
                 answer.content,
                 status_code=answer.status_code,

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from mevstack import jsonsafe
 from mevstack.obs import metrics
 from mevstack.obs.log import redact_text
 
@@ -106,7 +107,7 @@ class BackendPool:
         started = time.perf_counter()
         try:
             answer = await self.client.get(f"{backend.url}/health", timeout=self.timeout)
-            body = answer.json()
+            body = jsonsafe.loads(answer.content)
         except (httpx.HTTPError, ValueError) as exc:
             # an engine that cannot be reached must not keep advertising its last lease claim
             backend.holds_lease = False
