@@ -14,6 +14,8 @@ from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment, deploy_chain
 from tests.databases import throwaway_postgres
 
+pytest_plugins = ["tests.hostile"]  # the hostile peers: deep_http_node
+
 
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[Anvil]:

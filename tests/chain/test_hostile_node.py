@@ -7,9 +7,7 @@ logged, dropped message, and keep working.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -18,32 +16,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from mevstack.chain.errors import RpcTransportError
 from mevstack.chain.rpc import RpcClient
 from mevstack.chain.ws import WsClient
-
-DEEP = b"[" * 100_000 + b"]" * 100_000
-
-
-@pytest.fixture
-async def deep_http_node() -> AsyncIterator[str]:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(DEEP), DEEP)
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.close()
-    await server.wait_closed()
+from tests.hostile import DEEP
 
 
 async def test_a_deeply_nested_http_answer_is_a_transport_error(deep_http_node: str) -> None:

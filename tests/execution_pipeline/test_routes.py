@@ -26,6 +26,7 @@ from mevstack.execution.routes import (
     BundleRoute,
     PrivateRoute,
     PublicRoute,
+    SendUncertain,
     Signer,
     Submitter,
     backrun_public_fees,
@@ -233,3 +234,19 @@ def test_public_backrun_is_never_priced_above_its_trigger() -> None:
     # the trigger can only pay 3 gwei of its 5 gwei tip at this base fee
     assert (max_fee, tip) == (10 * GWEI, 3 * GWEI)
     assert min(tip, max_fee - base) <= min(5 * GWEI, 10 * GWEI - base)
+
+
+async def test_a_relay_answer_nested_to_death_is_an_uncertain_send(deep_http_node: str) -> None:
+    """The relay may have taken the transaction before its answer went bad, so the send's
+    outcome is unknown (resolved from the chain before the nonce is reused), not refused."""
+    route = PrivateRoute([deep_http_node], Account.create())
+    try:
+        with pytest.raises(SendUncertain, match=r"relay http:.*: JSONDecodeError"):
+            await route.submit(
+                [raw_of(Account.create(), transfer(0))],
+                watch="",
+                target_block=1,
+                expires_at_block=2,
+            )
+    finally:
+        await route.aclose()

@@ -43,6 +43,7 @@ import orjson
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
+from mevstack import jsonsafe
 from mevstack.chain.errors import RpcError, RpcRateLimited, RpcResponseError, RpcTransportError
 from mevstack.chain.rpc import JsonRpc, error_from_object
 from mevstack.errors import MevstackError
@@ -224,7 +225,7 @@ class _RelayClient:
         headers = {"content-type": "application/json", HEADER: sign_body(self.auth, body)}
         try:
             response = await self.http.post(url, content=body, headers=headers)
-            answer = response.json()
+            answer = jsonsafe.loads(response.content)  # a relay is outside data
         except (httpx.HTTPError, ValueError) as exc:
             raise RpcTransportError(f"relay {url}: {type(exc).__name__}") from None
         if not isinstance(answer, dict):
