@@ -352,12 +352,12 @@ class ChainExecution:
         return outcome
 
     def _repriced_check(self, opportunity: Opportunity) -> Callable[[], str | None] | None:
-        """Whether the strategy still prices ``opportunity`` behind the same transactions: a
-        pending one that arrived since and lands in front of the backrun (or a withdrawal)
-        makes the simulated profit wrong."""
+        """Whether the strategy still prices ``opportunity`` (a live backrun) behind the same
+        transactions: a pending one that arrived since and lands in front of the backrun (or a
+        withdrawal) makes the simulated profit wrong."""
         latest_of = self.backruns
-        if latest_of is None:
-            return None
+        if latest_of is None or latest_of(opportunity.id) is None:
+            return None  # not one the strategy prices live (made elsewhere): nothing to compare
         priced = {*opportunity.ahead_txs, *opportunity.between_txs}
 
         def repriced() -> str | None:
