@@ -544,7 +544,7 @@ def between_of(
     if backrun_price is None:
         return []
     # floor is non-increasing: the first place priced below the backrun, by bisection
-    stop = bisect.bisect_right([-f for f in floor], -backrun_price)
+    stop = bisect.bisect_right(floor, -backrun_price, key=lambda f: -f)
     return list(ordered[trigger_at + 1 : stop]) if stop > trigger_at else []
 
 
