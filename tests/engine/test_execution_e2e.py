@@ -23,8 +23,9 @@ from mevstack.api.store_view import StoreTokens
 from mevstack.api.view import Conflict, NotAvailable
 from mevstack.bus import MemoryBus, open_bus
 from mevstack.config import Settings, parse_settings
+from mevstack.devnet.activity import TradeIntent, swap_call
 from mevstack.devnet.anvil import Anvil
-from mevstack.devnet.deploy import deploy_chain
+from mevstack.devnet.deploy import PoolInfo, deploy_chain
 from mevstack.devnet.rpc import DevnetRpc, encode_call
 from mevstack.engine.chain_runtime import ChainRuntime
 from mevstack.engine.engine import Engine
@@ -365,10 +366,10 @@ async def test_kill_switch_stops_a_pending_auto_execution_then_auto_executes(
     assert weth_of(w, w.executor) - before == trade.realized_profit
 
 
-def send_victim(w: World, weth_in: int, sender: str | None = None) -> str:
-    """A WETH→USDC buy on uniswap-v2 through the real Router02, left pending (automine off):
-    it leaves USDC dear there versus sushi-v2, which its backrun takes."""
-    router = next(d.router for d in w.dep.v2 if d.name == "uniswap-v2")
+def send_victim(w: World, weth_in: int, sender: str | None = None, dex: str = "uniswap-v2") -> str:
+    """A WETH→USDC buy on ``dex`` through the real Router02, left pending (automine off): on
+    uniswap-v2 it leaves USDC dear there versus sushi-v2, which its backrun takes."""
+    router = next(d.router for d in w.dep.v2 if d.name == dex)
     path = [w.dep.weth, w.dep.token("USDC").address]
     me = sender or w.dep.deployer
     swap = encode_call(
@@ -380,6 +381,32 @@ def send_victim(w: World, weth_in: int, sender: str | None = None) -> str:
         "data": "0x" + swap.hex(),
         "value": hex(weth_in),
         "gas": hex(400_000),
+        "maxFeePerGas": hex(500 * 10**9),
+        "maxPriorityFeePerGas": hex(50 * 10**9),
+    }
+    return str(w.rpc.call("eth_sendTransaction", [tx])).lower()
+
+
+def send_weth_in(w: World, pool: PoolInfo, weth_in: int, sender: str) -> str:
+    """A swap of ``weth_in`` ETH (wrapped by the router) for the other token of ``pool``, through
+    its DEX's real router, with the same fees as :func:`send_victim`; left pending."""
+    out = pool.token1 if pool.token0.lower() == w.dep.weth.lower() else pool.token0
+    intent = TradeIntent(0, pool, w.dep.weth, out, weth_in)
+    router, data = swap_call(intent, w.dep, sender)
+    if pool.kind == "uniswap_v2":  # the devnet's Router02 call takes WETH; pay in ETH instead
+        data = encode_call(
+            "swapExactETHForTokens(uint256,address[],address,uint256)",
+            0,
+            [w.dep.weth, out],
+            sender,
+            2**40,
+        )
+    tx = {
+        "from": sender,
+        "to": router,
+        "data": "0x" + data.hex(),
+        "value": hex(weth_in),
+        "gas": hex(600_000),
         "maxFeePerGas": hex(500 * 10**9),
         "maxPriorityFeePerGas": hex(50 * 10**9),
     }
@@ -550,6 +577,68 @@ async def test_a_backrun_is_priced_behind_a_pending_swap_ordered_ahead_of_its_tr
             signed = [x - 2**256 if x >= 2**255 else x for x in words[:2]]
             outs.append(-min(signed))  # the pool's negative delta is what it paid
     assert outs == [h.amount_out for h in opportunity.path]
+
+
+@pytest.mark.parametrize("running", [("live", False, "backrun")], indirect=True)
+async def test_a_swap_landing_between_trigger_and_backrun_is_priced_and_simulated_in_place(
+    running: Running, w: World
+) -> None:
+    """The node ranks a backrun (fees at most its trigger's, seen after everything pending)
+    behind every pending transaction ranked level with it or above, not right behind its
+    trigger: a swap on the backrun's path sent after the trigger lands between the two.  A
+    backrun priced before that swap arrived is refused (its simulation would miss it); the one
+    priced behind it realizes exactly what was expected."""
+    r = running
+    runtime = r.engine.runtimes["ethereum"]
+    uni = w.dep.pool("uniswap-v2", "WETH", "USDC")
+    sushi = w.dep.pool("sushi-v2", "WETH", "USDC")
+    published: list[Opportunity] = []
+    runtime.opportunity_listeners.append(published.extend)
+
+    def backrun(trigger: str) -> Opportunity | None:
+        found = None
+        for o in published:
+            if o.kind == "backrun" and str(o.trigger_tx).lower() == trigger:
+                found = o if o.status == "detected" else None
+        return found
+
+    await market_with(runtime, uni.address, sushi.address)
+    other = str(w.rpc.call("eth_accounts", [])[4])
+    before = weth_of(w, w.executor)
+    execution = r.engine.executions["ethereum"]
+    w.rpc.call("evm_setAutomine", [False])
+    try:
+        trigger = send_victim(w, 60 * WEI)
+        await wait_until(lambda: backrun(trigger) is not None, 20, "the trigger's backrun")
+        alone = backrun(trigger)
+        assert alone is not None and alone.ahead_txs == () and alone.between_txs == ()
+        (far,) = [h.pool.lower() for h in alone.path if h.pool.lower() != uni.address.lower()]
+        # Same fees as the trigger, seen after it, through the backrun's other pool (not the
+        # trigger's): the node puts it after the trigger and before the backrun.
+        pool = next(p for p in w.dep.pools if p.address.lower() == far)
+        between = send_weth_in(w, pool, 5 * WEI, sender=other)
+
+        def repriced() -> Opportunity | None:
+            found = backrun(trigger)
+            return found if found is not None and found.between_txs == (between,) else None
+
+        await wait_until(lambda: repriced() is not None, 20, "the backrun priced behind both")
+        opportunity = repriced()
+        assert opportunity is not None and opportunity.id == alone.id
+        assert opportunity.to_json()["between_txs"] == [between]
+        assert opportunity.gross_profit != alone.gross_profit
+        # what an execution that took the first pricing sees right before its send
+        with pytest.raises(Conflict, match=f"{between} now lands in front of the backrun"):
+            await execution.execute(alone, None)
+        assert execution.submitter.signer.signed == 0
+        trade = await execution.execute(opportunity, None)
+        assert trade["status"] == "submitted", trade
+        ours = str(trade["tx_hashes"][-1]).lower()
+        w.rpc.call("evm_mine", [])
+    finally:
+        w.rpc.call("evm_setAutomine", [True])
+    row = await included_in_order(r, w, trade["id"], [trigger, between, ours], before)
+    assert row.realized_profit == opportunity.gross_profit
 
 
 @pytest.mark.parametrize("running", [("live", False)], indirect=True)

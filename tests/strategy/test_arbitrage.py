@@ -175,6 +175,7 @@ def test_opportunity_json_shape_and_stable_id() -> None:
         "path", "trigger_tx", "status", "detected_at", "expires_at_block",
         "token_symbol", "token_decimals",  # added fields: display metadata of `token`
         "ahead_txs",  # added: pending txs a backrun is priced after (before its trigger)
+        "between_txs",  # added: ...and after its trigger, in front of the backrun
     ]  # fmt: skip
     assert data["kind"] == "arbitrage" and data["status"] == "detected"
     assert data["trigger_tx"] is None and data["expires_at_block"] == 125

@@ -11,8 +11,10 @@ from mevstack.strategy.backrun import (
     BackrunSearch,
     ahead_of,
     apply_trigger,
+    between_of,
     block_order,
     order_price,
+    price_floor,
     reaching,
 )
 from mevstack.strategy.mempool import PendingSwap
@@ -98,6 +100,41 @@ def test_a_sender_goes_in_nonce_order_whatever_its_prices() -> None:
     assert ahead_of(stuck[1], stuck, base_fee=5 * GWEI) == []
 
 
+def test_a_backrun_lands_behind_every_pending_tx_ranked_level_with_it_or_above() -> None:
+    # fee-cap ranking: Bob's and Carol's come after the trigger (Alice's: same cap, seen later),
+    # Dave's pays less than any backrun would
+    dave = addr(0xDA7E)
+    ordered = block_order(
+        [
+            tx(1, ALICE, 0, 50 * GWEI, GWEI),
+            tx(2, BOB, 0, 50 * GWEI, GWEI),
+            tx(3, CAROL, 0, 40 * GWEI, GWEI),
+            tx(4, dave, 0, 10 * GWEI, GWEI),
+        ],
+        base_fee=GWEI,
+        rule="fee_cap",
+    )
+    assert names(ordered) == [1, 2, 3, 4]
+    floor = price_floor(ordered, base_fee=GWEI, rule="fee_cap")
+    assert floor == [50 * GWEI, 50 * GWEI, 40 * GWEI, 10 * GWEI]
+    # a backrun at its trigger's fee cap is seen after Bob's, which ties with it
+    assert names(between_of(ordered, floor, 0, 50 * GWEI)) == [2]
+    # one that pays less than its trigger lands behind more of them
+    assert names(between_of(ordered, floor, 0, 40 * GWEI)) == [2, 3]
+    assert names(between_of(ordered, floor, 0, 5 * GWEI)) == [2, 3, 4]
+    # behind the last one: nothing between; none that can pay the base fee: not behind it at all
+    assert between_of(ordered, floor, 3, 10 * GWEI) == []
+    assert between_of(ordered, floor, 0, None) == []
+    # a trigger held back by its sender's cheaper nonce: such a backrun would go first
+    held = block_order(
+        [tx(5, ALICE, 1, 50 * GWEI, GWEI), tx(6, ALICE, 0, 20 * GWEI, GWEI)],
+        base_fee=GWEI,
+        rule="fee_cap",
+    )
+    assert names(held) == [6, 5]
+    assert between_of(held, price_floor(held, base_fee=GWEI, rule="fee_cap"), 1, 50 * GWEI) == []
+
+
 def test_reaching_follows_shared_pools_back() -> None:
     ahead = [tx(n, ALICE, n, GWEI, GWEI) for n in range(4)]
     named = [frozenset({"c"}), frozenset({"b", "c"}), frozenset({"x"}), frozenset({"a", "b"})]
@@ -155,6 +192,39 @@ def test_the_backrun_is_priced_behind_the_swaps_ahead_of_its_trigger() -> None:
     assert (with_revert.amount_in, with_revert.amount_out) == (
         only_first.amount_in,
         only_first.amount_out,
+    )
+
+
+def test_the_backrun_is_priced_behind_the_swaps_between_its_trigger_and_it() -> None:
+    states = market()
+    search = BackrunSearch(TERMS, VENUES)
+    search.add_pools(states.values())
+    kw: dict[str, Any] = {"block_number": 7, "timestamp": NOW, "gas": GAS, "detected_at": DETECTED}
+    trigger = swap(ALICE, 0, 41, 80 * E18)
+    later = swap(BOB, 0, 42, 20 * E18, router=SUSHI_ROUTER)  # the other pool of the cycle
+    result = search.search(trigger, states, between=[later], **kw)
+    assert result.effect is not None and result.opportunities
+    best = result.opportunities[0]
+    assert best.ahead_txs == () and best.between_txs == (later.tx_hash,)
+    assert best.to_json()["between_txs"] == [later.tx_hash]
+    # the amounts are those of the state after the trigger, then the later swap
+    d = directory(states)
+    post: dict[str, Any] = dict(states)
+    for moving in (trigger, later):
+        post.update(apply_trigger(moving, post, d, VENUES, timestamp=NOW).states)
+    assert [h.amount_out for h in best.path] == hop_amounts_on(post, best)
+    # the trigger's effect is its own (on the head state); without the later swap the amounts
+    # differ
+    assert result.effect.states == apply_trigger(trigger, states, d, VENUES, timestamp=NOW).states
+    plain = search.search(trigger, states, **kw).opportunities[0]
+    assert plain.between_txs == () and plain.amount_out != best.amount_out
+    # a later swap on unrelated pools is not applied
+    stranger = pending(addr(0x9999), calldata(ROUTER02, "swapExactTokensForTokens",
+                       1000 * E6, 0, [USDC, WETH], ME, NOW), tag=43)  # fmt: skip
+    got = search.search(trigger, states, between=[stranger], **kw).opportunities[0]
+    assert got.between_txs == () and (got.amount_in, got.amount_out) == (
+        plain.amount_in,
+        plain.amount_out,
     )
 
 

@@ -96,6 +96,8 @@ class Opportunity(_Open):
     token_decimals: int | None = None
     # a backrun's: the pending transactions its amounts assume ahead of ``trigger_tx``, in order
     ahead_txs: list[str] = Field(default_factory=list)
+    # ...and those it assumes after the trigger, in front of the backrun, in order
+    between_txs: list[str] = Field(default_factory=list)
 
 
 class Trade(_Open):

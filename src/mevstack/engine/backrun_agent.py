@@ -28,9 +28,14 @@ hash; a replacement that is itself a swap withdraws the old trigger at once, by 
 Each backrun is priced behind the pending swaps the next block will hold before its trigger
 (``strategy.backrun.block_order``): the worker keeps the pending swaps it tracks with the order it
 first saw them in, and orders them at the expected next base fee by the node's rule (anvil ranks
-by fee cap, other nodes by effective tip; told by ``web3_clientVersion``, asked once).  A swap
-that arrives or leaves between heads re-prices the tracked triggers that share a pool with it; at
-a new head every tracked trigger is re-priced anyway.
+by fee cap, other nodes by effective tip; told by ``web3_clientVersion``, asked once), and,
+unless the route is a bundle (which lands the backrun right behind its trigger), also behind
+those the node puts between the trigger and the backrun (``strategy.backrun.between_of``): the
+backrun is ranked with the fees the pipeline will give it (at most its trigger's) and is seen
+after every pending swap, so all those ranked level with it or above come first.  A swap that
+arrives or leaves between heads re-prices the tracked triggers that share a pool with it or with
+their backrun's path (the execution refuses a backrun whose latest pricing puts a transaction in
+front of it that its own did not); at a new head every tracked trigger is re-priced anyway.
 """
 
 from __future__ import annotations
@@ -39,13 +44,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mevstack.chain.errors import RpcError
 from mevstack.chain.rpc import JsonRpc
 from mevstack.chain.ws import RESUBSCRIBED, Subscription, WsClient
+from mevstack.engine.execution_runtime import DEFAULT_PRIORITY_FEE_WEI
 from mevstack.events import utc_now_iso
+from mevstack.execution.trigger import planned_backrun_fees
 from mevstack.strategy.arbitrage import ChainTerms
 from mevstack.strategy.backrun import (
     ROUTER_FACTORY_SIGNATURE,
@@ -54,8 +61,11 @@ from mevstack.strategy.backrun import (
     OrderRule,
     Venues,
     Withdrawal,
+    between_of,
     block_order,
     learn_router,
+    order_price,
+    price_floor,
 )
 from mevstack.strategy.mempool import PendingSwap, decode_transaction, selector
 from mevstack.strategy.opportunity import Opportunity
@@ -422,12 +432,12 @@ class BackrunWorker:
                 # The head moved: backruns of triggers still pending are re-sized on the new state.
                 again = [h for h in self.triggers if h not in fresh_hashes]
             else:
-                # Between heads: a swap that came or went re-prices the triggers sharing a pool.
+                # Between heads: a swap that came or went re-prices the triggers sharing a pool
+                # with it or with their backrun's path.
                 again = [
                     h
                     for h, swap in self._decoded.items()
-                    if h not in fresh_hashes
-                    and not moved_pools.isdisjoint(self.search.pools_of(swap))
+                    if h not in fresh_hashes and not moved_pools.isdisjoint(self._interest(h, swap))
                 ]
             todo = [(self.triggers[h], self._decoded[h]) for h in again if h in self._decoded]
             todo += fresh
@@ -438,14 +448,33 @@ class BackrunWorker:
             base_fee = 0
             if quote is not None:
                 base_fee = quote.next_base_fee_wei or quote.base_fee_wei or 0
-            ordered = block_order(arrived, base_fee=base_fee, rule=await self._order_rule())
+            rule = await self._order_rule()
+            ordered = block_order(arrived, base_fee=base_fee, rule=rule)
             place = {swap.tx_hash.lower(): i for i, swap in enumerate(ordered)}
+            # A bundle lands the backrun right behind its trigger; otherwise the node ranks it
+            # among the pending transactions, with the fees the pipeline will give it (the tip
+            # it offers is the execution's: the gas oracle's median).
+            floor = None
+            if runtime.config.route != "bundle":
+                floor = price_floor(ordered, base_fee=base_fee, rule=rule)
+            tip = DEFAULT_PRIORITY_FEE_WEI if quote is None else max(quote.priority_fee_p50, 1)
             block = pools.head[0]
             timestamp = header.timestamp + max(1, round(runtime.config.block_time))
             states = PoolStates(pools)
             for tx, swap in todo:
                 key = swap.tx_hash.lower()
                 at = place.get(key)
+                between: list[PendingSwap] = []
+                if at is not None and floor is not None:
+                    cap, priority = planned_backrun_fees(
+                        swap.max_fee_per_gas,
+                        swap.max_priority_fee_per_gas,
+                        base_fee=base_fee,
+                        tip=tip,
+                    )
+                    ours = replace(swap, max_fee_per_gas=cap, max_priority_fee_per_gas=priority)
+                    price = order_price(ours, base_fee=base_fee, rule=rule)
+                    between = between_of(ordered, floor, at, price)
                 result = self.search.search(
                     swap,
                     states,
@@ -454,6 +483,7 @@ class BackrunWorker:
                     gas=gas,
                     detected_at=utc_now_iso(),
                     ahead=[] if at is None else ordered[:at],
+                    between=between,
                 )
                 best = result.opportunities[:1]  # one backrun per trigger: they all compete
                 if result.effect is not None and (
@@ -473,12 +503,23 @@ class BackrunWorker:
                         or old.amount_in != opportunity.amount_in
                         or old.amount_out != opportunity.amount_out
                         or old.ahead_txs != opportunity.ahead_txs
+                        or old.between_txs != opportunity.between_txs
                     ):
                         found.append(opportunity)
         # only tracked swaps can be ahead of a later trigger: forget when the others came
         self._arrival = {h: n for h, n in self._arrival.items() if h in self._decoded}
         await runtime.emit([*found, *withdrawn], pools.head[0])
         return len(found)
+
+    def _interest(self, tx_hash: str, swap: PendingSwap) -> set[str]:
+        """The pools whose pending swaps change a trigger's backruns: its own and those of the
+        paths of its published backruns (lower-case)."""
+        pools = set(self.search.pools_of(swap))
+        for ident in self.book.opportunities(tx_hash):
+            published = self.active.get(ident)
+            if published is not None:
+                pools.update(hop.pool.lower() for hop in published.path)
+        return pools
 
     def _replaced(self, txs: Iterable[dict[str, Any]]) -> tuple[list[Opportunity], list[str]]:
         """Withdraw the triggers that a new transaction replaces (same sender and nonce), swap

@@ -221,6 +221,7 @@ class Engine(StoreView):
                 publish=self._publish_trade,
                 gas_tip=lambda runtime=runtime: _tip(runtime),  # type: ignore[misc]
                 on_paused=self._on_paused,
+                backruns=runtime.backruns.get,
             )
             runtime.opportunity_listeners.append(self._auto_listener(execution))
             self.executions[config.name] = execution

@@ -28,8 +28,10 @@ offer replaces a pending one, and the pipeline's gate — kill switch, mode, blo
 is checked when its turn comes, so a kill switch stops a pending auto-execution).
 
 A backrun's plan carries its trigger and the pending transactions it was priced behind
-(``ahead_txs``), read from the node when its turn comes (:mod:`mevstack.execution.trigger`): a
-trigger no longer pending, or an ahead transaction dropped or replaced, is the refusal.
+(``ahead_txs`` before the trigger, ``between_txs`` after it), read from the node when its turn
+comes (:mod:`mevstack.execution.trigger`): a trigger no longer pending, or such a transaction
+dropped or replaced, is the refusal; so is a backrun the strategy has since priced behind a
+transaction its plan does not simulate (it arrived after the pricing the plan was made from).
 Auto-execution takes backruns as well as arbitrages: a backrun is offered while its trigger is
 pending and withdrawn (published ``expired``) once it is mined, dropped or replaced; one that is
 picked in the meantime is refused by the trigger check, never sent alone.  After a trade,
@@ -230,8 +232,10 @@ class ChainExecution:
         publish: Publish | None,
         gas_tip: Callable[[], int | None],
         on_paused: Callable[[str, str], Awaitable[None]] | None = None,
+        backruns: Callable[[str], Opportunity | None] | None = None,
     ) -> None:
         self.config = config
+        self.backruns = backruns  # the strategy's latest pricing of a live backrun, by id
         self.name = config.name
         self.context = chain_context(config)
         self.pools = pools
@@ -379,7 +383,10 @@ class ChainExecution:
                 try:
                     trigger = await load_trigger(self.rpc, opportunity.trigger_tx)
                     ahead = await load_ahead(self.rpc, opportunity.ahead_txs)
-                    plan = Plan.backrun(plan, trigger, ahead)
+                    between = await load_ahead(self.rpc, opportunity.between_txs)
+                    plan = Plan.backrun(
+                        plan, trigger, ahead, between, self._repriced_check(opportunity)
+                    )
                 except TriggerGone as exc:  # dropped, replaced or already mined
                     short = str(exc)
         if short is not None:
@@ -404,6 +411,29 @@ class ChainExecution:
             self.refusals.insert(0, (opportunity.id, outcome.refused))
             del self.refusals[50:]
         return outcome
+
+    def _repriced_check(self, opportunity: Opportunity) -> Callable[[], str | None] | None:
+        """Whether the strategy still prices ``opportunity`` (a live backrun) behind the same
+        transactions: a pending one that arrived since and lands in front of the backrun (or a
+        withdrawal) makes the simulated profit wrong."""
+        latest_of = self.backruns
+        if latest_of is None or latest_of(opportunity.id) is None:
+            return None  # not one the strategy prices live (made elsewhere): nothing to compare
+        priced = {*opportunity.ahead_txs, *opportunity.between_txs}
+
+        def repriced() -> str | None:
+            latest = latest_of(opportunity.id)
+            if latest is None:
+                return f"backrun {opportunity.id} is no longer priced (withdrawn)"
+            new = [h for h in (*latest.ahead_txs, *latest.between_txs) if h not in priced]
+            if new:
+                return (
+                    f"pending transaction {new[0]} now lands in front of the backrun, "
+                    "which was priced without it"
+                )
+            return None
+
+        return repriced
 
     def repeated(self, idempotency_key: str) -> dict[str, Any] | None:
         return self._idempotent.get(idempotency_key)

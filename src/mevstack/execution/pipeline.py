@@ -4,8 +4,8 @@ Order of one execution (:meth:`Pipeline.execute`):
 
 1. the trading state's risk check (kill switch, mode, pause, blocklist, limits);
 2. the executor's simulation in the next block's context (``prepare_execute``; for a backrun
-   ``[ahead..., trigger, backrun]``: the pending transactions it was priced behind, then its
-   trigger, see :mod:`mevstack.execution.trigger`); refused unless it
+   ``[ahead..., trigger, between..., backrun]``: the pending transactions it was priced behind,
+   around its trigger, see :mod:`mevstack.execution.trigger`); refused unless it
    succeeds with ``net = balance change − gas_limit × max_fee − 2 × L1 fee ≥ min_net_profit_wei``
    (the gas is priced at the worst case the transaction can pay; the L1 data fee, OP stack only,
    from the GasPriceOracle).  The contract's ``min_profit`` is then set
@@ -16,6 +16,8 @@ Order of one execution (:meth:`Pipeline.execute`):
    and how a backrun is priced never to land in front of it), and its ahead transactions are
    read again: a dropped one refuses it, a mined one is left out, the still-pending ones go in
    front of the trigger in a bundle (``[ahead..., trigger, backrun]``, the simulated order);
+   and the strategy's latest pricing must not put a transaction in front of the backrun that
+   the simulation did not run (``Plan.repriced``);
 5. the trade row is written (``pending``, with the lease's fencing epoch) **before** signing;
 6. the submitter reserves the nonce, signs behind the kill switch and the lease fence, records
    the hash on the row, then sends; the row becomes ``submitted`` or ``failed``.
@@ -102,11 +104,25 @@ class Plan:
     # behind: simulated in front of it (hashes and requests, in block order)
     ahead: tuple[TxRequest, ...] = ()
     ahead_hashes: tuple[str, ...] = ()
+    # those the node puts between the trigger and the backrun (never on a bundle route, which
+    # lands the backrun right behind its trigger): simulated after the trigger
+    between: tuple[TxRequest, ...] = ()
+    between_hashes: tuple[str, ...] = ()
+    # why the strategy's latest pricing no longer holds for this plan (another transaction now
+    # lands in front of the backrun), None while it holds; asked right before the send
+    repriced: Callable[[], str | None] | None = None
     token_symbol: str | None = None  # the start token's, copied onto the trade for clients
     token_decimals: int | None = None
 
     @classmethod
-    def backrun(cls, plan: Plan, trigger: Trigger, ahead: Sequence[Ahead] = ()) -> Plan:
+    def backrun(
+        cls,
+        plan: Plan,
+        trigger: Trigger,
+        ahead: Sequence[Ahead] = (),
+        between: Sequence[Ahead] = (),
+        repriced: Callable[[], str | None] | None = None,
+    ) -> Plan:
         return dataclasses.replace(
             plan,
             trigger=trigger.request,
@@ -114,12 +130,15 @@ class Plan:
             trigger_hash=trigger.hash,
             ahead=tuple(a.request for a in ahead),
             ahead_hashes=tuple(a.hash for a in ahead),
+            between=tuple(b.request for b in between),
+            between_hashes=tuple(b.hash for b in between),
+            repriced=repriced,
         )
 
     @property
     def before(self) -> list[TxRequest]:
         """What runs in front of the executor call in the same block."""
-        return [] if self.trigger is None else [*self.ahead, self.trigger]
+        return [] if self.trigger is None else [*self.ahead, self.trigger, *self.between]
 
 
 def tx_dict(chain_id: int, tx: TxRequest, nonce: int) -> dict[str, Any]:
@@ -287,8 +306,12 @@ class Pipeline:
             try:
                 await pending_trigger(self.rpc, plan.trigger_hash)
                 ahead = await load_ahead(self.rpc, plan.ahead_hashes)
+                await load_ahead(self.rpc, plan.between_hashes)
             except TriggerGone as exc:  # AheadUnknown included
                 return await self._refuse(plan, str(exc), sim)
+            stale = None if plan.repriced is None else plan.repriced()
+            if stale is not None:
+                return await self._refuse(plan, stale, sim)
         epoch = await self.lease.check()
         stored = self.store.insert_trade(dataclasses.replace(trade, fencing_epoch=epoch))
         self.state.set_in_flight(self.chain.name, self.state.in_flight.get(self.chain.name, 0) + 1)

@@ -13,13 +13,15 @@ route the trigger must also still be pending at our node right before the send (
 re-checks), so the backrun never reaches the mempool ahead of it.
 
 Ahead transactions (:func:`load_ahead`): the other pending transactions the strategy priced the
-backrun behind (a node orders them before the trigger).  Each is read again by hash: one still
-pending is simulated in front of the trigger; one mined since is already in the state the
+backrun behind: those a node orders before the trigger, and (off the bundle route) those it puts
+between the trigger and a backrun with the fees of :func:`planned_backrun_fees`, which ranks no
+higher than the trigger and is seen after everything already pending.  Each is read again by
+hash: one still pending is simulated in its place; one mined since is already in the state the
 simulation starts from; one the node no longer knows was dropped or replaced by a transaction we
 cannot see, so the backrun's price is unknown and it is refused (:class:`AheadUnknown`).  Each
 pending one also carries its exact signed bytes (``eth_getRawTransactionByHash``, read in the same
-batch): a bundle sends them in front of the trigger, so a builder runs the backrun on the state it
-was priced on rather than on the trigger alone.
+batch): a bundle sends those ahead of the trigger in front of it, so a builder runs the backrun
+on the state it was priced on rather than on the trigger alone.
 """
 
 from __future__ import annotations
@@ -118,6 +120,17 @@ def backrun_fees(trigger: TxRequest, *, max_fee: int, priority_fee: int) -> tupl
     return min(max_fee, trigger.max_fee_per_gas), min(
         priority_fee, trigger.max_priority_fee_per_gas
     )
+
+
+def planned_backrun_fees(
+    trigger_max_fee: int, trigger_tip: int, *, base_fee: int, tip: int
+) -> tuple[int, int]:
+    """(fee cap, tip) the pipeline gives a backrun of a trigger with these fees when the next
+    block's base fee is ``base_fee`` and the tip it offers is ``tip``: the tip at most the
+    trigger's, the cap ``2 × base fee + tip`` (as ``prepare_execute`` sets it) at most the
+    trigger's.  The strategy ranks the backrun with them among the pending transactions."""
+    priority = min(tip, trigger_tip)
+    return min(2 * base_fee + priority, trigger_max_fee), priority
 
 
 @dataclass(frozen=True, slots=True)

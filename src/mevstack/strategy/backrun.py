@@ -24,19 +24,24 @@ fee; anvil 1.7 (``--order fees``, its default) uses the fee cap (``maxFeePerGas`
 ``gasPrice``), which we measured on it.  A transaction whose fee cap is below the base fee waits,
 and so do its sender's later ones.
 
-*Searching* applies, in block order, the pending swaps ordered ahead of the trigger that touch the
-pools of interest (the trigger's and the backrun's path, and, transitively, any pool an applied
-swap shares with them), skipping one that would revert (it is included reverted and moves no
-pool) or cannot be applied exactly; then the trigger; then reuses the arbitrage scanner
-restricted to the cycles through the pools the trigger changed, on that state.  Every pool changed
-on the way is never used to value a profit.  An opportunity is kept only if no other ahead swap
-reaches its path; it names the applied swaps (``ahead_txs``), which the pipeline simulates in
-front of the trigger.  The backrun scanner keeps its own rate table: it holds hypothetical rates
-for the last search's pools, which are put back to the head state before the next search.
+*Searching* applies, in block order, the pending swaps ordered ahead of the trigger, then the
+trigger, then those ordered between the trigger and the backrun (:func:`between_of`: a backrun
+sent to a node's pool is seen after every pending transaction and pays at most its trigger's
+fees, so every one ranked level with it or above lands in front of it).  Of those, only the ones
+that touch the pools of interest are applied (the trigger's and the backrun's path, and,
+transitively, any pool an applied swap shares with them), skipping one that would revert (it is
+included reverted and moves no pool) or cannot be applied exactly; then it reuses the arbitrage
+scanner restricted to the cycles through the pools the trigger changed, on that state.  Every
+pool changed on the way is never used to value a profit.  An opportunity is kept only if no
+other pending swap in front of it reaches its path; it names the applied swaps (``ahead_txs``
+before the trigger, ``between_txs`` after it), which the pipeline simulates around the trigger.
+The backrun scanner keeps its own rate table: it holds hypothetical rates for the last search's
+pools, which are put back to the head state before the next search.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -508,6 +513,41 @@ def ahead_of(
     return [] if position is None else ordered[:position]
 
 
+def price_floor(
+    ordered: Sequence[PendingSwap], *, base_fee: int, rule: OrderRule = "effective_tip"
+) -> list[int]:
+    """For each place of ``ordered`` (:func:`block_order`), the lowest :func:`order_price` up to
+    it (-1 for one that cannot pay the base fee): what :func:`between_of` searches."""
+    floor: list[int] = []
+    lowest: int | None = None
+    for tx in ordered:
+        price = order_price(tx, base_fee=base_fee, rule=rule)
+        price = -1 if price is None else price
+        lowest = price if lowest is None else min(lowest, price)
+        floor.append(lowest)
+    return floor
+
+
+def between_of(
+    ordered: Sequence[PendingSwap],
+    floor: Sequence[int],
+    trigger_at: int,
+    backrun_price: int | None,
+) -> list[PendingSwap]:
+    """The transactions of ``ordered`` (:func:`block_order`, with its :func:`price_floor`) that
+    the node puts after the one at ``trigger_at`` but in front of a backrun sent now with
+    ``backrun_price`` (:func:`order_price` of its fees, at most the trigger's).  The backrun is
+    seen after every one of them and has a queue of its own, so it is taken as soon as the best
+    head is priced below it: right in front of the first transaction priced below it.  ``None``
+    (it cannot pay the base fee) or a backrun the node would take before its trigger gives no
+    list: such a backrun does not land right behind its trigger at all."""
+    if backrun_price is None:
+        return []
+    # floor is non-increasing: the first place priced below the backrun, by bisection
+    stop = bisect.bisect_right(floor, -backrun_price, key=lambda f: -f)
+    return list(ordered[trigger_at + 1 : stop]) if stop > trigger_at else []
+
+
 def reaching(
     ahead: Sequence[PendingSwap], named: Sequence[frozenset[str]], pools: Iterable[str]
 ) -> list[int]:
@@ -589,52 +629,52 @@ class BackrunSearch:
         blocked_tokens: frozenset[str] = frozenset(),
         v2_balances: Mapping[str, tuple[int, int]] | None = None,
         ahead: Sequence[PendingSwap] = (),
+        between: Sequence[PendingSwap] = (),
     ) -> BackrunResult:
         """Backruns of ``pending`` on the head ``states`` (stamped ``block_number``), in a next
-        block at ``timestamp``, behind the ``ahead`` swaps (:func:`ahead_of`, in block order).
-        Opportunities carry ``block_number``, the ahead swaps applied (``ahead_txs``) and
-        amounts on the state after those and the trigger (see the module docstring)."""
-        named = [self.pools_of(a) for a in ahead]
-        seeds = set(self.pools_of(pending))
+        block at ``timestamp``, behind the ``ahead`` swaps (:func:`ahead_of`, in block order),
+        the trigger, then the ``between`` swaps (:func:`between_of`: those the node puts after
+        the trigger but still in front of the backrun).  Opportunities carry ``block_number``,
+        the swaps applied (``ahead_txs``, ``between_txs``) and amounts on the state after all of
+        them (see the module docstring)."""
+        prefix = [*ahead, pending, *between]
+        at = len(ahead)  # the trigger's place in the prefix
+        named = [self.pools_of(p) for p in prefix]
+        seeds = set(named[at])
         scanner = self._scanner
         effect: TriggerEffect | None = None
         # The pools of interest start as the trigger's; when the best path found also crosses a
-        # pool that other ahead swaps reach, it is priced again with those applied (at most
+        # pool that other pending swaps reach, it is priced again with those applied (at most
         # three rounds; then only the paths priced on everything that reaches them are kept).
         for rounds_left in (2, 1, 0):
             last = rounds_left == 0
-            kept = reaching(ahead, named, seeds)
+            kept = sorted({*reaching(prefix, named, seeds), at})
             overlay: dict[str, Any] = {}
-            applied: list[str] = []
+            applied: list[int] = []
             for i in kept:
                 try:
                     moved = apply_trigger(
-                        ahead[i],
+                        prefix[i],
                         _Over(overlay, states),
                         self.directory,
                         self.venues,
                         timestamp=timestamp,
                         v2_balances=_untouched(v2_balances, overlay),
                     )
-                except NoBackrun:
+                except NoBackrun as exc:
+                    if i == at:
+                        return BackrunResult([], None, str(exc))
                     continue  # reverted (moves no pool) or beyond exact modelling
+                if i == at:
+                    effect = moved
+                else:
+                    applied.append(i)
                 overlay.update(moved.states)
-                applied.append(ahead[i].tx_hash.lower())
-            try:
-                effect = apply_trigger(
-                    pending,
-                    _Over(overlay, states),
-                    self.directory,
-                    self.venues,
-                    timestamp=timestamp,
-                    v2_balances=_untouched(v2_balances, overlay),
-                )
-            except NoBackrun as exc:
-                return BackrunResult([], None, str(exc))
+            assert effect is not None  # the trigger is always applied (or returned above)
             changed = effect.changed
             moved_all = frozenset(overlay) | changed
             # read through to ``states`` in any address case, as the scanner's index may differ
-            post = _Over({**overlay, **effect.states}, states)
+            post = _Over(overlay, states)
             scanner.sync_rates(states, None if self._stale is None else sorted(self._stale))
             scanner.sync_rates(post, sorted(moved_all - changed))
             found = scanner.scan(
@@ -650,16 +690,18 @@ class BackrunSearch:
             )
             self._stale = set(moved_all)  # their rates now describe the hypothetical state
             covered = set(kept)
+            before = tuple(prefix[i].tx_hash.lower() for i in applied if i < at)
+            after = tuple(prefix[i].tx_hash.lower() for i in applied if i > at)
             exact = [
-                replace(o, ahead_txs=tuple(applied))
+                replace(o, ahead_txs=before, between_txs=after)
                 for o in found
-                if set(reaching(ahead, named, seeds | {h.pool for h in o.path})) <= covered
+                if set(reaching(prefix, named, seeds | {h.pool.lower() for h in o.path})) <= covered
             ]
             if not found or (exact and exact[0].id == found[0].id) or last:
                 reason = None if exact or not found else "other pending swaps reach every path"
                 return BackrunResult(exact, effect, reason)
             # the best path was not priced on all that reaches it: price it again with it
-            seeds |= {h.pool for h in found[0].path}
+            seeds |= {h.pool.lower() for h in found[0].path}
         raise AssertionError("unreachable: the last round returns")
 
 

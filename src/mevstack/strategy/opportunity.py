@@ -85,6 +85,9 @@ class Opportunity:
     # A backrun's amounts are on the state after these pending txs (hashes, in the order the
     # next block will hold them: those a node orders ahead of ``trigger_tx``), then the trigger.
     ahead_txs: tuple[str, ...] = ()
+    # ...and, after the trigger, these (the pending txs a node puts between the trigger and the
+    # backrun: ranked level with or above the backrun, and seen before it), in block order.
+    between_txs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.gross_profit != self.amount_out - self.amount_in:
@@ -120,6 +123,7 @@ class Opportunity:
             "token_symbol": self.token_symbol,
             "token_decimals": self.token_decimals,
             "ahead_txs": list(self.ahead_txs),
+            "between_txs": list(self.between_txs),
         }
 
 
