@@ -61,6 +61,7 @@ def opportunity(i: int, chain: str = "ethereum", kind: str = "arbitrage") -> dic
                 "token_out": usdc,
                 "amount_in": str(10**18),
                 "amount_out": "3000000000",
+                "dex_kind": "uniswap_v2",
             },
             {
                 "dex": "sushi-v2",
@@ -69,6 +70,7 @@ def opportunity(i: int, chain: str = "ethereum", kind: str = "arbitrage") -> dic
                 "token_out": weth,
                 "amount_in": "3000000000",
                 "amount_out": str(10**18 + i),
+                "dex_kind": "uniswap_v2",
             },
         ],
         "trigger_tx": None,

@@ -32,8 +32,8 @@ exploit watch).
 
 An executed opportunity is never expired: once the store shows it ``submitted`` (or settled) it
 follows its trade (the execution publishes those changes), and the runtime only forgets it.  A
-new sighting of the same path is still published (it may be executed in turn) but does not
-overwrite the stored outcome.
+sighting of the same path after that is a new episode with an id of its own
+(:meth:`OpportunityBook.renew`), listed and executable beside the executed one.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from mevstack.market.state import PoolStore
 from mevstack.market.tokens import TokenMeta
 from mevstack.store import Store
 from mevstack.strategy.arbitrage import ArbitrageScanner, ChainTerms
-from mevstack.strategy.opportunity import Opportunity
+from mevstack.strategy.opportunity import Opportunity, episode_id
 from mevstack.strategy.valuation import GasInputs
 
 log = logging.getLogger(__name__)
@@ -133,17 +133,55 @@ def _material(opportunity: Opportunity) -> Opportunity:
 
 @dataclass
 class OpportunityBook:
-    """Which opportunities of one chain are alive, and what changed with each scan (pure)."""
+    """Which opportunities of one chain are alive, and what changed with each scan (pure).
+
+    Scans name a path by its path id; the book gives each episode of a path (first seen → expired
+    or executed) an id of its own (:func:`episode_id`), which is what is published and stored.
+    """
 
     active: dict[str, Opportunity] = field(default_factory=dict)
+    _episodes: dict[str, str] = field(default_factory=dict)  # path id -> current episode id
+    _paths: dict[str, str] = field(default_factory=dict)  # episode id -> path id
+
+    def _episode(self, opportunity: Opportunity) -> Opportunity:
+        ident = self._episodes.get(opportunity.id)
+        if ident is None:
+            ident = episode_id(opportunity.id, opportunity.block_number)
+            self._episodes[opportunity.id] = ident
+            self._paths[ident] = opportunity.id
+        return replace(opportunity, id=ident)
+
+    def end(self, ident: str) -> None:
+        """Forget the live episode ``ident`` (expired or executed): its path starts anew."""
+        self.active.pop(ident, None)
+        path = self._paths.pop(ident, None)
+        if path is not None and self._episodes.get(path) == ident:
+            del self._episodes[path]
+
+    def knows(self, ident: str) -> bool:
+        return ident in self._paths
+
+    def renew(self, opportunity: Opportunity) -> Opportunity:
+        """A new episode for a live sighting whose episode was executed meanwhile (its id is
+        derived from the executed one's, so it differs even within the same block)."""
+        path = self._paths.get(opportunity.id, opportunity.id)
+        self.end(opportunity.id)
+        ident = episode_id(opportunity.id, opportunity.block_number)
+        self._episodes[path] = ident
+        self._paths[ident] = path
+        fresh = replace(opportunity, id=ident)
+        self.active[ident] = fresh
+        return fresh
 
     def update(self, found: Sequence[Opportunity], scope: set[str] | None) -> list[Opportunity]:
-        """Record a scan's results; returns what to publish: new or changed opportunities (with
-        their first ``detected_at``) and, marked ``expired``, alive ones whose cycle was
-        re-evaluated (a pool of its path in ``scope``; ``None``: everything) and not found."""
+        """Record a scan's results (by path id); returns what to publish, by episode id: new or
+        changed opportunities (with their first ``detected_at``) and, marked ``expired``, alive
+        ones whose cycle was re-evaluated (a pool of its path in ``scope``; ``None``:
+        everything) and not found."""
         out: list[Opportunity] = []
         seen: set[str] = set()
-        for opportunity in found:
+        for sighting in found:
+            opportunity = self._episode(sighting)
             seen.add(opportunity.id)
             old = self.active.get(opportunity.id)
             if old is not None:
@@ -155,7 +193,7 @@ class OpportunityBook:
             if ident in seen:
                 continue
             if scope is None or any(h.pool.lower() in scope for h in old.path):
-                del self.active[ident]
+                self.end(ident)
                 out.append(old.with_status("expired"))
         return out
 
@@ -551,11 +589,17 @@ class ChainRuntime:
             *self.not_blocked([o for o in changes if o.status != "expired"]),
             *(o for o in changes if o.status == "expired"),
         ]
-        expired = [o.id for o in changes if o.status == "expired"]
-        if expired and self.store is not None:
-            executed = await asyncio.to_thread(self._executed, expired)
+        if self.store is not None and changes:
+            executed = await asyncio.to_thread(self._executed, [o.id for o in changes])
             if executed:
-                changes = [o for o in changes if o.status != "expired" or o.id not in executed]
+                # an executed episode follows its trade: it is not expired here, and a sighting
+                # of its path that is still there is a new opportunity with an id of its own
+                # (a backrun's id names its trigger: seen again, it is the same one, not new)
+                changes = [
+                    self.book.renew(o) if o.id in executed else o
+                    for o in changes
+                    if o.id not in executed or (o.status != "expired" and self.book.knows(o.id))
+                ]
         changes = self.with_token_units(changes)
         docs = [o.to_json() for o in changes]
         for listener in self.opportunity_listeners:
@@ -566,7 +610,7 @@ class ChainRuntime:
             for doc in docs:
                 await self._publish(EventName.MEV_OPPORTUNITY, self.name, doc)
         if self.store is not None and docs:
-            await asyncio.to_thread(self._store_changes, docs)
+            await asyncio.to_thread(self.store.upsert_opportunities, docs)
         self.published += len(docs)
         self._scans_since_prune += 1
         if self.store is not None and self._scans_since_prune >= self.retention.every_blocks:
@@ -576,13 +620,6 @@ class ChainRuntime:
                 keep_per_chain=self.retention.keep_per_chain,
                 older_than=datetime.now(UTC) - self.retention.max_age,
             )
-
-    def _store_changes(self, docs: list[dict[str, Any]]) -> None:
-        """Upsert ``docs``, except new sightings of an executed path: the stored opportunity
-        keeps its trade's outcome (a sighting that is executed in turn moves it again)."""
-        assert self.store is not None
-        executed = self._executed([d["id"] for d in docs])
-        self.store.upsert_opportunities([d for d in docs if d["id"] not in executed])
 
     def _executed(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` the store shows executed (their status follows their trade)."""
@@ -641,7 +678,7 @@ class ChainRuntime:
                 for h in opportunity.path
             )
             if touched:
-                del self.book.active[ident]
+                self.book.end(ident)
                 gone.append(opportunity.with_status("expired"))
         if gone:
             pools = self.market.pools

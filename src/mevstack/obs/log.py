@@ -200,4 +200,12 @@ def configure_logging(
     # httpx logs every request at INFO: at our request rates that drowns everything else.
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
+    # uvicorn's own logging set-up (any server started with its default log_config) gives its
+    # loggers handlers of their own and stops them propagating: its lines would bypass the
+    # redaction and the JSON format.  They go through the root handler like everything else.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        server_log = logging.getLogger(name)
+        server_log.handlers.clear()
+        server_log.propagate = True
+        server_log.setLevel(logging.NOTSET)
     return handler

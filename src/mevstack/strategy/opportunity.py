@@ -2,7 +2,9 @@
 
 The id is a hash of what makes an opportunity the same one from block to block — chain, kind,
 the pools in order with their swap directions, and the trigger tx — so it stays the same while
-the path persists and its amounts are refreshed.  Amounts are ints here and decimal strings on
+the path persists and its amounts are refreshed.  Whoever keeps the lifecycle turns it into an
+:func:`episode_id` (the path and the block it was first seen in), so that a path that re-opens
+after expiring or being executed is a new opportunity.  Amounts are ints here and decimal strings on
 the wire; addresses are EIP-55 checksummed.
 """
 
@@ -54,6 +56,13 @@ def opportunity_id(
     parts.extend(f"{pool.lower()}:{t_in.lower()}>{t_out.lower()}" for pool, t_in, t_out in path)
     parts.append((trigger_tx or "").lower())
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def episode_id(path_id: str, first_block: int) -> str:
+    """The id of one episode of a path: from the block it was first seen in until it expires or
+    is executed.  The same gap re-opening later is a new opportunity with an id of its own, so
+    an executed one keeps its trade's outcome while a new one is listed beside it."""
+    return hashlib.sha256(f"{path_id}|{first_block}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
