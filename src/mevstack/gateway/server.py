@@ -82,7 +82,15 @@ async def running_gateway(
     try:
         authenticator = build_authenticator(settings, store)
         gateway = Gateway(gateway_options(settings), authenticator, limiter=build_limiter(settings))
-        ws = WsServer(bus, authenticator, cors_origins=server.cors_origins)
+        ws = WsServer(
+            bus,
+            authenticator,
+            cors_origins=server.cors_origins,
+            client_queue=server.ws_client_queue,
+            max_buffered_bytes=server.ws_max_buffered_bytes,
+            max_connections=server.ws_max_connections,
+            max_connections_per_address=server.ws_max_connections_per_address,
+        )
         try:
             await ws.start(server.host, server.ws_port)
         except OSError as exc:
