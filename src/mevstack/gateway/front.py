@@ -8,7 +8,7 @@ interpreter: nothing of the engine's loop, threads or sockets is inherited).  Th
 ``mevstack gateway`` + ``mevstack dashboard`` of a multi-process deployment: the gateway reaches
 the engine over HTTP (``server.backends``), and the events come over a socket pair from the
 engine's bus (:mod:`mevstack.gateway.bridge`), so the in-memory bus still needs nothing else
-installed.
+installed.  The child runs at a lower CPU priority than the engine (``FRONT_NICENESS``).
 
 Lifetime: :class:`FrontProcess` starts the child and waits until its ports listen (or reports
 why they cannot, as one line); ``aclose`` asks it to stop with SIGTERM and kills it after a grace
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 from multiprocessing.process import BaseProcess
@@ -34,12 +35,14 @@ from mevstack.bus import Bus
 from mevstack.config import Settings
 from mevstack.errors import MevstackError
 from mevstack.gateway.bridge import LINE_LIMIT, MirrorBus, follow_events, forward_events
-from mevstack.gateway.server import running_gateway
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
+# The front process yields the CPU to the engine when both want it: on a small machine a burst
+# of client work (fan-out, handshakes) must not take a core from block processing.
+FRONT_NICENESS = 10
 
 
 def dashboard_app(settings: Settings) -> Any | None:
@@ -133,6 +136,7 @@ def child_main(settings: Settings, level: int, bridge: socket.socket) -> None:
     """Entry point of the spawned child (runs until SIGINT/SIGTERM or the bridge closes)."""
     from mevstack.obs.log import configure_logging
 
+    os.nice(FRONT_NICENESS)
     configure_logging(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
@@ -140,6 +144,10 @@ def child_main(settings: Settings, level: int, bridge: socket.socket) -> None:
 
 
 async def _serve_front(settings: Settings, bridge: socket.socket) -> None:
+    # Imported here: the engine process must not declare (and export as zeros) the gateway's
+    # and WebSocket's metrics, which only this process has.
+    from mevstack.gateway.server import running_gateway
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -483,6 +483,9 @@ class WsServer:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             max_size=MAX_MESSAGE_BYTES,
+            # Compression would cost one zlib pass per client per event, where the fan-out
+            # otherwise sends the very same frame to everyone.
+            compression=None,
             close_timeout=2.0,
             process_response=self._admit,
         )
