@@ -158,6 +158,9 @@ class _Transport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def is_closing(self) -> bool:
+        return False
+
 
 class _Connection:
     transport = _Transport()

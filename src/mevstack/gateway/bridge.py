@@ -38,7 +38,7 @@ from mevstack.obs import metrics
 
 log = logging.getLogger(__name__)
 
-BRIDGE_QUEUE = 100_000
+BRIDGE_QUEUE = 20_000  # minutes of events: a stalled front process is resynced, not hoarded for
 LINE_LIMIT = 64 * 1024 * 1024  # one event line; far above any event the engine publishes
 
 GAPS = metrics.counter(

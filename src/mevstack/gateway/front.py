@@ -42,7 +42,7 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 # The front process yields the CPU to the engine when both want it: on a small machine a burst
 # of client work (fan-out, handshakes) must not take a core from block processing.
-FRONT_NICENESS = 10
+FRONT_NICENESS = 5
 
 
 def dashboard_app(settings: Settings) -> Any | None:
@@ -181,10 +181,16 @@ async def _serve_front(settings: Settings, bridge: socket.socket) -> None:
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([waiter, follower, *tasks], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
+            if follower.done() and not follower.cancelled():
+                failure = follower.exception()
+                if failure is None:
+                    log.info("the engine process closed the event bridge; stopping")
+                else:
+                    log.error("event bridge failed (%s); stopping", failure)
     finally:
         follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await follower  # its failure, if any, was logged above
         await mirror.aclose()
         writer.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
