@@ -24,6 +24,16 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+def _front_pid(pid: int) -> int:
+    """The spawned front process (multiprocessing also starts its resource tracker)."""
+    (front,) = [
+        child
+        for child in _children(pid)
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    return front
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,8 +79,7 @@ async def _serving(proc: subprocess.Popen[bytes], ports: dict[str, int], out: Pa
         return got.status_code == 200 and got.json()["status"] == "ok"
 
     await _wait("the gateway", 60, answers)
-    (front,) = _children(proc.pid)
-    return front
+    return _front_pid(proc.pid)
 
 
 async def test_ctrl_c_stops_engine_and_front_process_cleanly(tmp_path: Path) -> None:
@@ -89,6 +98,7 @@ async def test_ctrl_c_stops_engine_and_front_process_cleanly(tmp_path: Path) -> 
     assert code == 0, output
     assert "Traceback" not in output
     await _wait("the front process gone", 10, lambda: not _alive(front))
+    assert _children(proc.pid) == []  # the resource tracker went too
     for port in ports.values():
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # every port given back

@@ -159,12 +159,20 @@ async def _serve_front(settings: Settings, bridge: socket.socket) -> None:
     try:
         async with contextlib.AsyncExitStack() as stack:
             try:
-                gateway = await stack.enter_async_context(running_gateway(settings, bus=mirror))
+                gateway = await stack.enter_async_context(
+                    running_gateway(settings, bus=mirror, handle_signals=False)
+                )
                 tasks = [gateway.task]
                 dashboard = dashboard_app(settings)
                 if dashboard is not None:
                     _, task = await stack.enter_async_context(
-                        running_uvicorn(dashboard, server.host, server.dashboard_port, "dashboard")
+                        running_uvicorn(
+                            dashboard,
+                            server.host,
+                            server.dashboard_port,
+                            "dashboard",
+                            handle_signals=False,
+                        )
                     )
                     tasks.append(task)
             except MevstackError as exc:
