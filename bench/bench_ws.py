@@ -25,6 +25,7 @@ nodes (as its endpoint pool records them), and event-loop lag.  The ratio of eac
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import multiprocessing
 import os
@@ -41,7 +42,6 @@ import orjson
 import websockets
 from tests.ports import free_port_block
 from tests.waiting import wait_until
-from websockets.asyncio.client import connect
 
 from bench.bench_engine import _loop_lag, _observe_heads, _percentile
 from bench.result import Result
@@ -65,12 +65,115 @@ TARGET_RATIO = 1.2
 # -- the client process ----------------------------------------------------------------------------
 
 
-async def _connect(ws_url: str, source: str) -> Any:
+def _masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame (clients must mask what they send)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + body
+
+
+class _LeanClient(asyncio.Protocol):
+    """A WebSocket client that reads every frame at the cost of parsing its header.
+
+    It stands for a remote client: it reads as fast as the server sends and answers pings, but
+    does not charge this machine a full client library's work per message, which no real
+    client's machine would add to the server's.
+    """
+
+    def __init__(self, host: str, subscribe: bytes) -> None:
+        self.host = host
+        self.subscribe = subscribe
+        self.buffer = bytearray()
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.handshaken = False
+        self.frames = 0
+        self.closed: str | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET / HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        if not self.handshaken:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self.buffer[:end]).split(b"\r\n", 1)[0]
+            del self.buffer[: end + 4]
+            if b" 101 " not in status:
+                self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+                self.transport.close()
+                return
+            self.handshaken = True
+            self.transport.write(_masked(0x1, self.subscribe))
+            self.opened.set_result(None)
+        self._frames()
+
+    def _frames(self) -> None:
+        assert self.transport is not None
+        buf, pos = self.buffer, 0
+        while len(buf) - pos >= 2:
+            opcode, n, head = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
+            if n == 126:
+                if len(buf) - pos < 4:
+                    break
+                n, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif n == 127:
+                if len(buf) - pos < 10:
+                    break
+                n, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if len(buf) - pos < head + n:
+                break
+            if opcode == 0x9:  # ping: the server's keepalive wants its pong
+                self.transport.write(_masked(0xA, bytes(buf[pos + head : pos + head + n])))
+            elif opcode == 0x8:
+                self.closed = f"close frame {bytes(buf[pos + head : pos + head + n])!r}"
+            elif opcode in (0x1, 0x2):
+                self.frames += 1
+            pos += head + n
+        del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"connection lost: {exc}"))
+        elif self.closed is None:
+            self.closed = f"connection lost: {exc}"
+
+
+async def _connect(host: str, port: int, source: str, subscribe: bytes) -> _LeanClient:
     """One client connection; a handshake the busy server drops is retried a few times."""
+    loop = asyncio.get_running_loop()
+    failure: Exception | None = None
     for attempt in range(5):
         try:
-            return await connect(ws_url, local_addr=(source, 0), open_timeout=60)
-        except (OSError, TimeoutError, websockets.InvalidMessage) as exc:
+            _, client = await loop.create_connection(
+                lambda: _LeanClient(f"{host}:{port}", subscribe),
+                host,
+                port,
+                local_addr=(source, 0),
+            )
+            async with asyncio.timeout(60):
+                await client.opened
+            return client
+        except (OSError, TimeoutError) as exc:
             failure = exc
             await asyncio.sleep(0.5 * (attempt + 1))  # backoff before the next attempt
     raise RuntimeError(f"client from {source} could not connect: {failure}")
@@ -79,25 +182,12 @@ async def _connect(ws_url: str, source: str) -> Any:
 async def _swarm(
     ws_url: str, rest_url: str, clients: int, ready: ProcessEvent, stop: ProcessEvent
 ) -> dict[str, Any]:
-    received: list[int] = [0] * clients
-    closed: list[str] = []
-
-    async def reader(i: int, ws: Any) -> None:
-        try:
-            async for _ in ws:
-                received[i] += 1
-        except websockets.ConnectionClosed as exc:
-            closed.append(str(exc))
-
-    sockets: list[Any] = []
-    readers: list[asyncio.Task[None]] = []
-    subscribe = orjson.dumps({"type": "subscribe", "events": sorted(EVENT_NAMES)}).decode()
-    for i in range(clients):
-        source = f"127.0.0.{2 + i // PER_ADDRESS}"
-        ws = await _connect(ws_url, source)
-        await ws.send(subscribe)
-        sockets.append(ws)
-        readers.append(asyncio.create_task(reader(i, ws)))
+    host, port = ws_url.removeprefix("ws://").rsplit(":", 1)
+    subscribe = orjson.dumps({"type": "subscribe", "events": sorted(EVENT_NAMES)})
+    sockets = [
+        await _connect(host, int(port), f"127.0.0.{2 + i // PER_ADDRESS}", subscribe)
+        for i in range(clients)
+    ]
     latencies: list[float] = []
     failures: list[str] = []
     ready.set()
@@ -116,19 +206,16 @@ async def _swarm(
             await asyncio.sleep(POLL_INTERVAL_S)  # the poller's own cadence
     report = {
         "rest_ms": latencies,
-        "received_min": min(received, default=0),
-        "received_max": max(received, default=0),
-        "closed": closed[:5],
+        "received_min": min((c.frames for c in sockets), default=0),
+        "received_max": max((c.frames for c in sockets), default=0),
+        "closed": [c.closed for c in sockets if c.closed][:5],
         "rest_failures": failures[:5],
     }
     # Closing handshakes one by one would take the server's time after the window; the
     # connections are dropped at once instead, which the server must handle anyway.
-    for ws in sockets:
-        ws.transport.abort()
-    for task in readers:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for client in sockets:
+        if client.transport is not None:
+            client.transport.abort()
     return report
 
 

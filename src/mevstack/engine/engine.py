@@ -469,14 +469,13 @@ async def running_stack(
     try:
         async with running_engine(settings, bus=bus, scan_in_process=scan_in_process) as process:
             front = FrontProcess(settings, bus)
-            await front.start()
-            assert front.exited is not None
+            exited = await front.start()
             # serve() returns when any of these ends, so a dead front process stops the stack too.
-            process.tasks.append(front.exited)
+            process.tasks.append(exited)
             try:
                 yield process
             finally:
-                process.tasks.remove(front.exited)
+                process.tasks.remove(exited)
                 await front.aclose()
     finally:
         await bus.aclose()

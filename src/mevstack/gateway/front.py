@@ -67,7 +67,8 @@ class FrontProcess:
         self._bridge: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def start(self) -> None:
+    async def start(self) -> asyncio.Task[None]:
+        """Start the child and wait until it serves; returns the task that ends when it exits."""
         ours, theirs = socket.socketpair()
         context = multiprocessing.get_context("spawn")
         level = logging.getLogger().getEffectiveLevel()
@@ -81,7 +82,7 @@ class FrontProcess:
         self.process = process
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=LINE_LIMIT)
         self._writer = writer
-        self.exited = asyncio.create_task(self._wait_exit(process), name="front-exit")
+        exited = self.exited = asyncio.create_task(self._wait_exit(process), name="front-exit")
         try:
             async with asyncio.timeout(STARTUP_TIMEOUT_S):
                 line = await reader.readline()
@@ -93,6 +94,7 @@ class FrontProcess:
             await self.aclose()
             raise ServeError(str(status["error"]))
         self._bridge = asyncio.create_task(forward_events(self.bus, writer), name="ws-bridge")
+        return exited
 
     @staticmethod
     async def _wait_exit(process: BaseProcess) -> None:
