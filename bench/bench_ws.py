@@ -53,8 +53,8 @@ from mevstack.events import EVENT_NAMES, EventName
 
 CLIENTS = 500
 PER_ADDRESS = 50
-WINDOW_S = 30.0
-ROUNDS = 2  # windows alternate 0, 500, 0, 500 so that drift in the machine's load cancels out
+WINDOW_S = 40.0
+ROUNDS = 3  # windows alternate 0, 500, 0, 500 so that drift in the machine's load cancels out
 CLIENT_NICENESS = 5
 SETTLE_S = 5.0
 POLL_INTERVAL_S = 0.5
