@@ -211,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    up = add("up", cmd_up, "all services in one process (engine, gateway, WebSocket, dashboard)")
+    up = add(
+        "up",
+        cmd_up,
+        "the whole stack: the engine, and the gateway, WebSocket and dashboard in a child process",
+    )
     engine = add("engine", cmd_engine, "one engine replica")
     for p in (up, engine):
         p.add_argument("--log-level", default="info", help="debug, info, warning or error")

@@ -176,6 +176,11 @@ class ServerConfig(_Section):
     rate_limit_window_s: PositiveFloat = 1.0
     # Peers whose X-Forwarded-For is believed; everyone else is rate-limited by its own address.
     trusted_proxies: list[Annotated[str, AfterValidator(_ip_network)]] = Field(default_factory=list)
+    # WebSocket admission and slow-consumer limits (handshakes beyond a cap are refused).
+    ws_max_connections: PositiveInt = 1000
+    ws_max_connections_per_address: PositiveInt = 50
+    ws_client_queue: PositiveInt = 1000
+    ws_max_buffered_bytes: int = Field(default=512 * 1024, ge=64 * 1024)
 
 
 class AuthToken(_Section):

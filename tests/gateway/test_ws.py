@@ -14,7 +14,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from mevstack.bus import Bus
 from mevstack.events import Event, EventName
-from mevstack.gateway.ws import SESSION_EXPIRED_CLOSE_CODE, SLOW_CLIENT_CLOSE_CODE, Client
+from mevstack.gateway.ws import (
+    DROPPED,
+    REFUSED,
+    SESSION_EXPIRED_CLOSE_CODE,
+    SLOW_CLIENT_CLOSE_CODE,
+    Client,
+    _Out,
+)
 from tests.api.conftest import PLAIN
 from tests.gateway.conftest import StartServer, recv_json
 from tests.waiting import wait_until
@@ -147,12 +154,24 @@ async def test_slow_client_is_cut_and_never_slows_others(
         await wait_until(lambda: len(server.clients) == 1, within=5, what="slow client gone")
 
 
+class _Transport:
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _Connection:
+    transport = _Transport()
+
+
 def test_gas_and_node_status_coalesce_but_trades_never() -> None:
     class _Server:
         def spawn(self, coro: Any) -> None:
             coro.close()
 
-    client = Client(_Server(), None, maxsize=10)  # type: ignore[arg-type]
+    client = Client(_Server(), _Connection(), maxsize=10)  # type: ignore[arg-type]
     client.filters = {"gas.price": None, "node.status": None, "trade.failed": None}
 
     def ev(seq: int, name: str, chain: str, **data: Any) -> Event:
@@ -167,12 +186,40 @@ def test_gas_and_node_status_coalesce_but_trades_never() -> None:
     for seq in range(10, 13):
         client.offer(ev(seq, "trade.failed", "ethereum"))
     assert len(client.queue) == 7
-    assert client.latest[("gas.price", "ethereum", None)].seq == 5
-    assert client.latest[("node.status", "ethereum", "a")].seq == 9
-    assert [i.seq for i in client.queue if isinstance(i, Event)] == [10, 11, 12]
+    latest = client.latest[("gas.price", "ethereum", None)].event
+    assert latest is not None and latest.seq == 5
+    latest = client.latest[("node.status", "ethereum", "a")].event
+    assert latest is not None and latest.seq == 9
+    queued = [i.event.seq for i in client.queue if isinstance(i, _Out) and i.event is not None]
+    assert queued == [10, 11, 12]
+    frames = [*client.latest.values(), *(i for i in client.queue if isinstance(i, _Out))]
+    assert client.queued_bytes == sum(len(o.frame) for o in frames)  # replaced ones not counted
     for seq in range(13, 17):
         client.offer(ev(seq, "trade.failed", "ethereum"))
     assert client.closed  # the 11th waiting message does not fit: cut, never dropped silently
+
+
+def test_a_client_is_cut_on_bytes_waiting_before_its_queue_fills() -> None:
+    class _Server:
+        def spawn(self, coro: Any) -> None:
+            coro.close()
+
+    client = Client(_Server(), _Connection(), maxsize=1000, max_bytes=10_000)  # type: ignore[arg-type]
+    client.filters = {"trade.included": None}
+    dropped = DROPPED._value.get()
+    for seq in range(1, 20):
+        event = Event(
+            event=EventName.TRADE_INCLUDED,
+            seq=seq,
+            ts="t",
+            chain="ethereum",
+            data={"p": "x" * 1000},
+        )
+        client.offer(event)
+        if client.closed:
+            break
+    assert client.closed and seq == 10  # the tenth ~1.1 kB frame passes 10,000 bytes
+    assert DROPPED._value.get() - dropped == 10  # the nine queued and the one that did not fit
 
 
 async def test_origin_checked_when_present(memory_bus: Bus, start_ws: StartServer) -> None:
@@ -296,3 +343,88 @@ async def test_since_the_hub_has_not_reached_yet_is_no_resync(
         assert (await recv_json(ws))["type"] == "subscribed"
         await send(ws, {"type": "ping"})
         assert await recv_json(ws) == {"type": "pong"}  # answered in order, after no resync
+
+
+def _refused(kind: str) -> float:
+    return float(REFUSED.labels(result=kind)._value.get())
+
+
+async def test_connections_are_capped_per_address_and_in_total(
+    memory_bus: Bus, start_ws: StartServer
+) -> None:
+    server = await start_ws(memory_bus, max_connections=5, max_connections_per_address=3)
+    async with contextlib.AsyncExitStack() as stack:
+        held = [await stack.enter_async_context(connect(url(server.port))) for _ in range(3)]
+        before = _refused("per_address")
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url(server.port)):
+                pass
+        assert refused.value.response.status_code == 429
+        assert b"too many WebSocket connections from 127.0.0.1" in refused.value.response.body
+        assert refused.value.response.headers["Retry-After"] == "5"
+        assert _refused("per_address") == before + 1
+        # another address (the whole of 127/8 is loopback) still gets in, up to the total
+        for _ in range(2):
+            other = connect(url(server.port), local_addr=("127.0.0.2", 0))
+            held.append(await stack.enter_async_context(other))
+        before = _refused("total")
+        with pytest.raises(InvalidStatus) as full:
+            async with connect(url(server.port), local_addr=("127.0.0.3", 0)):
+                pass
+        assert full.value.response.status_code == 503 and _refused("total") == before + 1
+        for ws in held:  # the admitted ones are unaffected
+            await send(ws, {"type": "ping"})
+            assert await recv_json(ws) == {"type": "pong"}
+        await held[0].close()
+        await wait_until(lambda: server.admitted["127.0.0.1"] == 2, what="slot released")
+        async with connect(url(server.port)) as again:
+            await send(again, {"type": "ping"})
+            assert await recv_json(again) == {"type": "pong"}
+    await wait_until(lambda: not server.admitted, what="every slot released")
+
+
+async def test_a_client_that_stops_reading_is_cut_by_bytes_waiting(
+    memory_bus: Bus, start_ws: StartServer
+) -> None:
+    # the default queue bound (1000 messages) would take minutes at this rate: bytes cut first
+    server = await start_ws(memory_bus, max_buffered_bytes=256 * 1024)
+    dropped = DROPPED._value.get()
+    async with (
+        connect(url(server.port), compression=None) as reader,
+        connect(url(server.port), compression=None, max_queue=1) as stalled,
+    ):
+        for ws in (reader, stalled):
+            await send(ws, {"type": "subscribe", "events": ["trade.included"]})
+            assert (await recv_json(ws))["type"] == "subscribed"
+        stalled.transport.pause_reading()
+        received: list[int] = []
+
+        async def read() -> None:
+            while True:
+                received.append((await recv_json(reader))["seq"])
+
+        task = asyncio.create_task(read())
+        published: list[int] = []
+        for i in range(4000):  # 2 kB each: at most 8 MB, far below 1000 queued messages' worth
+            event = await memory_bus.publish(
+                EventName.TRADE_INCLUDED, "ethereum", {"i": i, "pad": "y" * 2000}
+            )
+            published.append(event.seq)
+            await asyncio.sleep(0)
+            if len(server.clients) == 1 or any(c.closed for c in server.clients):
+                break
+        await wait_until(lambda: any(c.closed for c in server.clients), within=10, what="cut")
+        assert len(published) < 1000  # the cut came from bytes, not from the message count
+        await wait_until(lambda: received[-1:] == published[-1:], within=10, what="reader got all")
+        task.cancel()
+        assert received == published
+        assert DROPPED._value.get() > dropped
+        stalled.transport.resume_reading()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await stalled.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == SLOW_CLIENT_CLOSE_CODE
+        assert closed.value.rcvd.reason == (
+            "slow consumer: more than 262144 bytes waiting; reconnect with since"
+        )

@@ -180,6 +180,7 @@ async def test_rpc_latency_and_errors_by_method_and_kind(anvil: Anvil) -> None:
             await dead.request("eth_blockNumber", [])
     transport = {"chain": chain, "method": "eth_blockNumber", "kind": "transport"}
     assert sample_value("mevstack_rpc_errors_total", transport) == 1
+
     # a client that does not know its chain (devnet tools, CLI one-shots) records nothing
     def anonymous_rpc_samples() -> list[bytes]:
         # the registry is the whole process's: other families (a chain-less bus event, say)

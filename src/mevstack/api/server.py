@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import orjson
@@ -102,13 +102,24 @@ def uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
     )
 
 
+class SignalFreeServer(uvicorn.Server):
+    """uvicorn without its own signal handling, for a process that decides itself when to stop
+    (several uvicorn servers in one process would otherwise each catch, and re-raise, Ctrl-C)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def running_uvicorn(
-    app: object, host: str, port: int, what: str
+    app: object, host: str, port: int, what: str, *, handle_signals: bool = True
 ) -> AsyncIterator[tuple[uvicorn.Server, asyncio.Task[None]]]:
-    """``app`` listening on host:port until the block exits (or uvicorn catches a signal)."""
+    """``app`` listening on host:port until the block exits (or, with ``handle_signals``,
+    uvicorn catches SIGINT/SIGTERM)."""
     check_port_free(host, port, what)
-    server = uvicorn.Server(uvicorn_config(app, host, port))
+    config = uvicorn_config(app, host, port)
+    server = uvicorn.Server(config) if handle_signals else SignalFreeServer(config)
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(STARTUP_TIMEOUT_S):

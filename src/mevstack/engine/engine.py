@@ -2,10 +2,10 @@
 :class:`~mevstack.api.view.EngineView` the engine API reads.
 
 ``running_engine`` serves the engine API (the services team's app factory) with uvicorn;
-``running_stack`` is ``mevstack up``: engine, gateway, WebSocket and dashboard in one process on
-one bus (a memory bus only reaches subscribers of the same object, so the gateway's WebSocket
-must be fed by the engine's bus instance).  ``serve`` runs either until SIGINT/SIGTERM and
-shuts down in order: HTTP servers, agents, chains, bus, store.
+``running_stack`` is ``mevstack up``: the engine here, and the gateway, WebSocket and dashboard
+in a child process that the engine's bus feeds over a socket (:mod:`mevstack.gateway.front`), so
+client load never runs in the engine's event loop.  ``serve`` runs either until SIGINT/SIGTERM
+and shuts down in order: the front process, HTTP servers, agents, chains, bus, store.
 
 Scans run inline by default: measured on this 2-core machine (``bench/bench_engine.py``), the
 worker process (:mod:`mevstack.engine.scan_process`) made block-to-opportunity latency worse
@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ import uvicorn
 from mevstack.api.app import create_app
 from mevstack.api.server import (
     ServeError,
+    SignalFreeServer,
     build_authenticator,
     check_port_free,
     open_store,
@@ -60,7 +61,7 @@ from mevstack.execution.keys import load_operator_account
 from mevstack.execution.lease import RedisLease
 from mevstack.execution.risk import RiskConfigError
 from mevstack.execution.trading_state import TradingState
-from mevstack.gateway.server import running_gateway
+from mevstack.gateway.front import FrontProcess, dashboard_app
 from mevstack.obs import engine_metrics
 from mevstack.obs.conditions import ChainFacts, Facts, not_trading_window
 from mevstack.obs.watch import EngineWatch
@@ -431,14 +432,6 @@ def _tip(runtime: ChainRuntime) -> int | None:
 # -- serving ------------------------------------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the process owner decides when to stop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @dataclass
 class EngineProcess:
     engine: Engine
@@ -447,7 +440,7 @@ class EngineProcess:
 
 
 async def _serve_app(app: Any, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = _Server(uvicorn_config(app, host, port))
+    server = SignalFreeServer(uvicorn_config(app, host, port))
     task = asyncio.create_task(server.serve(), name=f"http-{port}")
     while not server.started:
         if task.done():
@@ -517,47 +510,29 @@ async def running_engine(
 async def running_stack(
     settings: Settings, *, scan_in_process: bool = False
 ) -> AsyncIterator[EngineProcess]:
-    """``mevstack up``: engine + gateway (REST) + WebSocket + dashboard in one process, on one
-    bus.  A dashboard that cannot be served (not installed) is skipped with a log line."""
+    """``mevstack up``: the engine and its API here; gateway (REST), WebSocket and dashboard in
+    a child process (:mod:`mevstack.gateway.front`) fed with this bus's events.  A dashboard
+    that cannot be served (not installed) is skipped with a log line."""
     server = settings.server
     # Checked before the engine starts so a taken port fails fast, not after chain start-up.
     check_port_free(server.host, server.gateway_port, "gateway")
     check_port_free(server.host, server.ws_port, "WebSocket")
-    dashboard = _dashboard_app(settings)
-    if dashboard is not None:
+    if dashboard_app(settings) is not None:
         check_port_free(server.host, server.dashboard_port, "dashboard")
     bus = open_bus(settings.bus.url)
     try:
-        async with (
-            running_engine(settings, bus=bus, scan_in_process=scan_in_process) as process,
-            running_gateway(settings, bus=bus, store=process.engine.store) as gateway,
-        ):
-            log.info("gateway on http://%s:%d/", server.host, server.gateway_port)
-            log.info("WebSocket on ws://%s:%d", server.host, server.ws_port)
-            # serve() returns when any of these ends, so a dead gateway stops the stack too.
-            process.servers.append(gateway.rest)
-            process.tasks.append(gateway.task)
+        async with running_engine(settings, bus=bus, scan_in_process=scan_in_process) as process:
+            front = FrontProcess(settings, bus)
+            exited = await front.start()
+            # serve() returns when any of these ends, so a dead front process stops the stack too.
+            process.tasks.append(exited)
             try:
-                if dashboard is not None:
-                    http, task = await _serve_app(dashboard, server.host, server.dashboard_port)
-                    process.servers.append(http)
-                    process.tasks.append(task)
-                    log.info("dashboard on http://%s:%d/", server.host, server.dashboard_port)
                 yield process
             finally:
-                await _stop_servers(process.servers, process.tasks)
+                process.tasks.remove(exited)
+                await front.aclose()
     finally:
         await bus.aclose()
-
-
-def _dashboard_app(settings: Settings) -> Any | None:
-    try:
-        from mevstack.dashboard.server import Endpoints, create_dashboard_app
-
-        return create_dashboard_app(Endpoints.from_settings(settings))
-    except (ImportError, MevstackError) as exc:
-        log.warning("dashboard: not served by `mevstack up` (%s)", exc)
-        return None
 
 
 async def serve(stack: contextlib.AbstractAsyncContextManager[EngineProcess]) -> None:

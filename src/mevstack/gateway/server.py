@@ -65,12 +65,16 @@ class GatewayProcess:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, *, bus: Bus | None = None, store: Store | None = None
+    settings: Settings,
+    *,
+    bus: Bus | None = None,
+    store: Store | None = None,
+    handle_signals: bool = True,
 ) -> AsyncIterator[GatewayProcess]:
     """Both ports listening; on exit, everything stopped and closed.
 
-    ``mevstack up`` passes the engine's own bus and store: on the memory bus the WebSocket
-    must follow the very bus object the engine publishes on.  What is passed in stays open.
+    ``mevstack up``'s front process passes the bus that mirrors the engine's events, and
+    handles SIGINT/SIGTERM itself (``handle_signals=False``).  What is passed in stays open.
     """
     server = settings.server
     check_port_free(server.host, server.gateway_port, "gateway")
@@ -82,7 +86,15 @@ async def running_gateway(
     try:
         authenticator = build_authenticator(settings, store)
         gateway = Gateway(gateway_options(settings), authenticator, limiter=build_limiter(settings))
-        ws = WsServer(bus, authenticator, cors_origins=server.cors_origins)
+        ws = WsServer(
+            bus,
+            authenticator,
+            cors_origins=server.cors_origins,
+            client_queue=server.ws_client_queue,
+            max_buffered_bytes=server.ws_max_buffered_bytes,
+            max_connections=server.ws_max_connections,
+            max_connections_per_address=server.ws_max_connections_per_address,
+        )
         try:
             await ws.start(server.host, server.ws_port)
         except OSError as exc:
@@ -92,7 +104,11 @@ async def running_gateway(
             ) from None
         try:
             async with running_uvicorn(
-                gateway.app, server.host, server.gateway_port, "gateway"
+                gateway.app,
+                server.host,
+                server.gateway_port,
+                "gateway",
+                handle_signals=handle_signals,
             ) as (rest, task):
                 yield GatewayProcess(gateway, ws, rest, task, bus, store)
         finally:

@@ -6,8 +6,19 @@ has its own bounded queue and its own writer task, so the hub never waits for a 
 * ``gas.price`` and ``node.status`` are coalesced: while one is waiting to be sent, a newer one
   for the same chain (and node) replaces it in place, so a slow reader gets the latest value;
 * every other event (trades above all) is queued in order and never dropped or merged; a client
-  whose queue is full is disconnected with a reason (close code 4008) and counted, instead of
-  slowing the others or silently missing a trade;
+  with more than ``client_queue`` messages or more than ``max_buffered_bytes`` bytes waiting (its
+  queue plus its socket's write buffer) is disconnected with a reason (close code 4008) and
+  counted, instead of slowing the others or silently missing a trade.  The kernel's send buffer
+  of each connection is kept small (``SOCKET_SEND_BUFFER``) so that a client that stops reading
+  shows up in those bytes within seconds instead of hiding megabytes in socket buffers;
+* each event is serialised once by the hub and the same frame is shared by every client; a
+  client that is keeping up (nothing queued, its writer idle, little in its socket's buffer)
+  gets the frame's bytes, encoded once for everyone (no compression, so they are the same for
+  all), written straight to its socket in the hub's pass: the common case costs one socket write
+  per client and event and no task switch; the others get it queued, in order, behind what their
+  writer still has to send;
+* connections are capped in total and per client address: beyond a cap the opening handshake
+  is refused (HTTP 503 for the total, 429 for one address) and counted;
 * ``since`` replays from the bus's bounded buffer before the live events, with no gap and no
   duplicate (the replay covers exactly the seqs the hub had handled when the client subscribed);
   when the buffer no longer reaches back, the client gets ``{"type": "resync", "reason"}``;
@@ -25,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import logging
+import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +48,9 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Origin
 
 from mevstack.api.auth import Authenticator, AuthError, Principal
@@ -49,7 +65,16 @@ COALESCED = frozenset({EventName.GAS_PRICE.value, EventName.NODE_STATUS.value})
 SLOW_CLIENT_CLOSE_CODE = 4008
 SESSION_EXPIRED_CLOSE_CODE = 4401
 DEFAULT_CLIENT_QUEUE = 1000
+DEFAULT_MAX_BUFFERED_BYTES = 512 * 1024
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 50
 MAX_MESSAGE_BYTES = 64 * 1024
+# Per connection; Linux doubles it for bookkeeping.  Small enough that a stalled reader cannot
+# hide much in the kernel, large enough for this stream's rate over a long fat link.
+SOCKET_SEND_BUFFER = 64 * 1024
+REFUSED_RETRY_AFTER_S = 5
+# Below this many bytes unsent on its socket, a client with nothing queued is written to directly.
+DIRECT_SEND_LIMIT = 32 * 1024
 CLOSE_GRACE_S = 5.0
 
 CLIENTS = metrics.gauge("mevstack_ws_clients", "Connected WebSocket clients.")
@@ -64,6 +89,11 @@ COALESCED_TOTAL = metrics.counter(
 )
 DISCONNECTS = metrics.counter(
     "mevstack_ws_disconnects_total", "WebSocket disconnections by cause.", ["result"]
+)
+REFUSED = metrics.counter(
+    "mevstack_ws_refused_connections_total",
+    "WebSocket handshakes refused because a connection cap was reached.",
+    ["result"],
 )
 
 
@@ -85,14 +115,27 @@ class _Ahead:
     upto: int
 
 
-_Item = dict[str, Any] | Event | tuple[str, str | None, str | None] | _Replay | _Ahead
+@dataclass(frozen=True, slots=True)
+class _Out:
+    """A serialised frame; ``event`` is set for bus events (counted as sent or dropped)."""
+
+    frame: str
+    event: Event | None = None
+
+
+_Key = tuple[str, str | None, str | None]
+_Item = _Out | _Key | _Replay | _Ahead
 
 
 def _frame(doc: dict[str, Any]) -> str:
     return orjson.dumps(doc).decode()
 
 
-def _coalesce_key(event: Event) -> tuple[str, str | None, str | None]:
+def event_frame(event: Event) -> _Out:
+    return _Out(_frame(event.to_wire()), event)
+
+
+def _coalesce_key(event: Event) -> _Key:
     node = event.data.get("url") if event.event.value == EventName.NODE_STATUS.value else None
     return (event.event.value, event.chain, node if isinstance(node, str) else None)
 
@@ -103,6 +146,11 @@ def _names(value: Any, field: str) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+def _address(ws: ServerConnection) -> str:
+    peer = ws.remote_address
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+
 def _bearer_token(header: str) -> str:
     scheme, _, token = header.strip().partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
@@ -111,14 +159,23 @@ def _bearer_token(header: str) -> str:
 class Client:
     """One connection: its filters, its bounded queue and the writer that drains it."""
 
-    def __init__(self, server: WsServer, ws: ServerConnection, maxsize: int) -> None:
+    def __init__(
+        self,
+        server: WsServer,
+        ws: ServerConnection,
+        maxsize: int,
+        max_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+    ) -> None:
         self.server = server
         self.ws = ws
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self.principal: Principal | None = None
         self.filters: dict[str, frozenset[str] | None] = {}
         self.queue: deque[_Item] = deque()
-        self.latest: dict[tuple[str, str | None, str | None], Event] = {}
+        self.latest: dict[_Key, _Out] = {}
+        self.queued_bytes = 0
+        self.busy = False  # the writer is sending (or replaying) an item it took from the queue
         self.wake = asyncio.Event()
         self.min_seq = 0
         self.closed = False
@@ -133,35 +190,73 @@ class Client:
         chains = self.filters[name]
         return chains is None or event.chain is None or event.chain in chains
 
-    def offer(self, event: Event) -> None:
+    def ready_for(self, event: Event) -> bool:
+        """Whether ``event`` may be written to the socket right now, ahead of nothing."""
+        if self.closed or self.busy or self.queue or not self.wants(event):
+            return False
+        transport = self.ws.transport
+        # A transport whose peer has gone is closing before the connection notices: writing to
+        # it would only make asyncio log each attempt.  Data frames never follow a close frame.
+        return (
+            transport is not None
+            and self.ws.protocol.state is State.OPEN
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() < DIRECT_SEND_LIMIT
+        )
+
+    def offer(self, event: Event, out: _Out | None = None) -> None:
+        """Queue ``event`` if wanted; ``out`` is its frame when the hub already made it."""
         if self.closed or not self.wants(event):
             return
+        out = event_frame(event) if out is None else out
         if event.event.value in COALESCED:
             key = _coalesce_key(event)
-            if key in self.latest:
-                self.latest[key] = event
+            older = self.latest.get(key)
+            if older is not None:
+                self.latest[key] = out
+                self.queued_bytes += len(out.frame) - len(older.frame)
                 COALESCED_TOTAL.inc()
+                self.check_buffered()
                 return
-            self.latest[key] = event
-            self.push(key)
+            self.latest[key] = out
+            self.push(key, len(out.frame))
             return
-        self.push(event)
+        self.push(out, len(out.frame))
 
-    def push(self, item: _Item) -> None:
+    def reply(self, doc: dict[str, Any]) -> None:
+        out = _Out(_frame(doc))
+        self.push(out, len(out.frame))
+
+    def push(self, item: _Item, size: int = 0) -> None:
         if self.closed:
             return
         if len(self.queue) >= self.maxsize:
-            self.disconnect_slow()
+            self.disconnect_slow(f"more than {self.maxsize} messages waiting", unqueued=1)
+            return
+        if self.buffered_bytes() + size > self.max_bytes:
+            self.disconnect_slow(f"more than {self.max_bytes} bytes waiting", unqueued=1)
             return
         self.queue.append(item)
+        self.queued_bytes += size
         self.wake.set()
 
-    def disconnect_slow(self) -> None:
-        lost = sum(1 for i in self.queue if isinstance(i, Event | tuple)) + 1
-        DROPPED.inc(lost)
+    def buffered_bytes(self) -> int:
+        """Bytes waiting for this client: its queue plus what the transport has not sent."""
+        transport = self.ws.transport
+        return self.queued_bytes + (0 if transport is None else transport.get_write_buffer_size())
+
+    def check_buffered(self) -> None:
+        if not self.closed and self.buffered_bytes() > self.max_bytes:
+            self.disconnect_slow(f"more than {self.max_bytes} bytes waiting", unqueued=0)
+
+    def disconnect_slow(self, why: str, *, unqueued: int) -> None:
+        """Cut a client that cannot keep up; every event it will not get is counted as dropped."""
+        queued_events = sum(
+            1 for i in self.queue if isinstance(i, tuple) or (isinstance(i, _Out) and i.event)
+        )
+        DROPPED.inc(queued_events + unqueued)
         DISCONNECTS.labels(result="slow_consumer").inc()
-        reason = f"slow consumer: more than {self.maxsize} messages waiting; reconnect with since"
-        self.shutdown(SLOW_CLIENT_CLOSE_CODE, reason)
+        self.shutdown(SLOW_CLIENT_CLOSE_CODE, f"slow consumer: {why}; reconnect with since")
 
     def shutdown(self, code: int, reason: str, last: dict[str, Any] | None = None) -> None:
         """Stop delivering; send ``last`` (if any) and close with ``code`` and ``reason``."""
@@ -171,6 +266,7 @@ class Client:
         self.disarm_expiry()
         self.queue.clear()
         self.latest.clear()
+        self.queued_bytes = 0
         self.wake.set()
         self.server.spawn(self._close(code, reason, last))
 
@@ -211,27 +307,33 @@ class Client:
     async def write_loop(self) -> None:
         while True:
             while not self.queue:
+                self.busy = False
                 if self.closed:
                     return
                 self.wake.clear()
                 await self.wake.wait()
+            self.busy = True
             item = self.queue.popleft()
             if isinstance(item, tuple):
-                event = self.latest.pop(item, None)
-                if event is not None:
-                    await self.send_event(event)
-            elif isinstance(item, Event):
-                await self.send_event(item)
+                latest = self.latest.pop(item, None)
+                if latest is not None:
+                    self.queued_bytes -= len(latest.frame)
+                    await self.send(latest)
+            elif isinstance(item, _Out):
+                self.queued_bytes -= len(item.frame)
+                await self.send(item)
             elif isinstance(item, _Replay):
                 await self.replay(item.since, item.upto)
-            elif isinstance(item, _Ahead):
-                await self.ahead(item)
             else:
-                await self.ws.send(_frame(item))
+                await self.ahead(item)
+
+    async def send(self, out: _Out) -> None:
+        await self.ws.send(out.frame)
+        if out.event is not None:
+            SENT.inc()
 
     async def send_event(self, event: Event) -> None:
-        await self.ws.send(_frame(event.to_wire()))
-        SENT.inc()
+        await self.send(event_frame(event))
 
     async def replay(self, since: int, upto: int) -> None:
         """Send the wanted events with ``since < seq <= upto`` from the buffer, or a resync."""
@@ -272,7 +374,7 @@ class Client:
         try:
             await self.dispatch(raw)
         except ProtocolError as exc:
-            self.push({"type": "error", "error": str(exc)})
+            self.reply({"type": "error", "error": str(exc)})
 
     async def dispatch(self, raw: str | bytes) -> None:
         if isinstance(raw, bytes):
@@ -285,7 +387,7 @@ class Client:
             raise ProtocolError("message must be a JSON object with a 'type'")
         kind = message.get("type")
         if kind == "ping":
-            self.push({"type": "pong"})
+            self.reply({"type": "pong"})
         elif kind == "auth":
             await self.authenticate(message.get("token"))
         elif kind == "subscribe":
@@ -309,7 +411,7 @@ class Client:
             raise ProtocolError("authentication failed: the token lacks the 'read' scope")
         self.principal = principal
         self.arm_expiry(principal.expires_at)
-        self.push({"type": "authenticated", "name": principal.name})
+        self.reply({"type": "authenticated", "name": principal.name})
 
     def subscribe(self, message: dict[str, Any]) -> None:
         expires = None if self.principal is None else self.principal.expires_at
@@ -333,7 +435,7 @@ class Client:
             raise ProtocolError("'since' must be a non-negative integer seq")
         for name in events:
             self.filters[name] = chains
-        self.push({"type": "subscribed", "events": sorted(self.filters)})
+        self.reply({"type": "subscribed", "events": sorted(self.filters)})
         if since is not None:
             # Everything the hub handled up to now comes from the replay buffer; what it handles
             # next arrives live (queued after this marker), so nothing is missed or repeated.
@@ -348,7 +450,7 @@ class Client:
         events = _names(message.get("events"), "events")
         for name in events:
             self.filters.pop(name, None)
-        self.push({"type": "unsubscribed", "events": events})
+        self.reply({"type": "unsubscribed", "events": events})
 
 
 class WsServer:
@@ -361,6 +463,9 @@ class WsServer:
         *,
         cors_origins: Iterable[str] = (),
         client_queue: int = DEFAULT_CLIENT_QUEUE,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
     ) -> None:
@@ -368,6 +473,11 @@ class WsServer:
         self.authenticator = authenticator
         self.origins: list[Origin | None] = [Origin(o) for o in cors_origins] + [None]
         self.client_queue = client_queue
+        self.max_buffered_bytes = max_buffered_bytes
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
+        # Admitted connections (handshake accepted, TCP not yet closed), in total and by address.
+        self.admitted: Counter[str] = Counter()
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.clients: set[Client] = set()
@@ -399,8 +509,56 @@ class WsServer:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             max_size=MAX_MESSAGE_BYTES,
+            # Compression would cost one zlib pass per client per event, where the fan-out
+            # otherwise sends the very same frame to everyone.
+            compression=None,
             close_timeout=2.0,
+            process_response=self._admit,
         )
+
+    def _admit(self, ws: ServerConnection, request: Request, response: Response) -> Response | None:
+        """Hold the accepted handshakes to the connection caps; refuse the rest with a reason."""
+        del request
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            return None  # refused already (bad Origin, not a WebSocket request)
+        address = _address(ws)
+        total = self.admitted.total()
+        if total >= self.max_connections:
+            return self._refuse(
+                ws,
+                "total",
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                f"too many WebSocket connections ({self.max_connections}); retry later",
+            )
+        if self.admitted[address] >= self.max_connections_per_address:
+            return self._refuse(
+                ws,
+                "per_address",
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                f"too many WebSocket connections from {address} "
+                f"({self.max_connections_per_address}); close some or retry later",
+            )
+        self.admitted[address] += 1
+        self.spawn(self._release(ws, address))
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+        return None
+
+    @staticmethod
+    def _refuse(ws: ServerConnection, cap: str, status: http.HTTPStatus, text: str) -> Response:
+        REFUSED.labels(result=cap).inc()
+        refusal = ws.respond(status, text + "\n")
+        refusal.headers["Retry-After"] = str(REFUSED_RETRY_AFTER_S)
+        return refusal
+
+    async def _release(self, ws: ServerConnection, address: str) -> None:
+        try:
+            await ws.wait_closed()
+        finally:
+            self.admitted[address] -= 1
+            if self.admitted[address] <= 0:
+                del self.admitted[address]
 
     async def _pump(self) -> None:
         sub = await self.bus.subscribe("ws-hub", maxsize=100_000)
@@ -418,8 +576,25 @@ class WsServer:
 
     def _fan_out(self, event: Event) -> None:
         self.hub_seq = event.seq
+        if not self.clients:
+            return
+        out = event_frame(event)  # serialised once, shared by every client
+        wire: bytes | None = None
+        direct = 0
         for client in list(self.clients):
-            client.offer(event)
+            if client.ready_for(event):
+                if wire is None:
+                    # The same bytes for every client: a server's frames are never masked and
+                    # no extension (compression) is ever negotiated here.
+                    wire = Frame(Opcode.TEXT, out.frame.encode()).serialize(
+                        mask=False, extensions=[]
+                    )
+                client.ws.transport.write(wire)
+                direct += 1
+            else:
+                client.offer(event, out)
+        if direct:
+            SENT.inc(direct)
 
     async def _recover(self, last_seq: int) -> Any:
         """The hub itself fell behind the bus: catch up from the replay buffer, or resync all."""
@@ -429,7 +604,7 @@ class WsServer:
             missed = await self.bus.replay(last_seq)
         except ReplayGap as exc:
             for client in list(self.clients):
-                client.push({"type": "resync", "reason": str(exc)})
+                client.reply({"type": "resync", "reason": str(exc)})
             self.hub_seq = sub.start_seq
             return sub
         for event in missed:
@@ -438,7 +613,7 @@ class WsServer:
         return sub
 
     async def _connection(self, ws: ServerConnection) -> None:
-        client = Client(self, ws, self.client_queue)
+        client = Client(self, ws, self.client_queue, self.max_buffered_bytes)
         self.clients.add(client)
         CLIENTS.set(len(self.clients))
         writer = asyncio.create_task(client.write_loop())
