@@ -99,6 +99,9 @@ def test_demo_executes_with_profit_and_stops_cleanly_on_sigint(tmp_path: Path) -
         bearer = _poll("the login token", 120, token)
         text = out.read_text()
         assert "DEVNET ONLY" in text and f"http://127.0.0.1:{dashboard}" in text
+        # the banner is said once everything listens: the URL it gives works at once
+        assert httpx.get(f"http://127.0.0.1:{dashboard}/", timeout=5).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{gateway}/health", timeout=5).status_code == 200
         client = httpx.Client(
             base_url=f"http://127.0.0.1:{engine}",
             headers={"Authorization": f"Bearer {bearer}"},

@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,10 +272,10 @@ async def _prepare(options: DemoOptions, chains: list[DevnetChain]) -> tuple[Set
     return settings, token, operator.address
 
 
-async def _run_stack(settings: Settings) -> None:
+async def _run_stack(settings: Settings, on_ready: Callable[[], None]) -> None:
     from mevstack.engine.engine import running_stack, serve
 
-    await serve(running_stack(settings))
+    await serve(running_stack(settings), on_ready=on_ready)
 
 
 @dataclass
@@ -329,8 +329,9 @@ def run_demo(options: DemoOptions) -> int:
             try:
                 dashboard = f"http://{options.host}:{options.dashboard_port}"
                 names = [c.spec.name for c in world.chains]
-                _say(banner(dashboard, world.token, names, world.operator))
-                asyncio.run(_run_stack(world.settings))
+                # said once the dashboard, gateway and WebSocket listen, so the URL works at once
+                text = banner(dashboard, world.token, names, world.operator)
+                asyncio.run(_run_stack(world.settings, lambda: _say(text)))
                 _say("mevstack demo: stopped")
             except KeyboardInterrupt:
                 _say("mevstack demo: interrupted; stopping")

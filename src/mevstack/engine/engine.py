@@ -535,8 +535,13 @@ async def running_stack(
         await bus.aclose()
 
 
-async def serve(stack: contextlib.AbstractAsyncContextManager[EngineProcess]) -> None:
-    """Run until SIGINT/SIGTERM (or a server dies), then shut everything down in order."""
+async def serve(
+    stack: contextlib.AbstractAsyncContextManager[EngineProcess],
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or a server dies), then shut everything down in order;
+    ``on_ready`` runs once every server of the stack is listening."""
     # One INFO line per JSON-RPC request would drown everything else the engine says.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     loop = asyncio.get_running_loop()
@@ -545,6 +550,8 @@ async def serve(stack: contextlib.AbstractAsyncContextManager[EngineProcess]) ->
         loop.add_signal_handler(sig, stop.set)
     try:
         async with stack as process:
+            if on_ready is not None:
+                on_ready()
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([waiter, *process.tasks], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
