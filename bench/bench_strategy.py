@@ -1,12 +1,17 @@
 """Arbitrage sizing and scanning: mevstack against a per-cycle bounded numeric search.
 
 Baseline (what degenbot 0.5's ``UniswapLpCycle`` does): for each cycle, SciPy's
-``minimize_scalar(method="bounded", options={"xatol": 1.0})`` over the exact integer profit
-function evaluated through the pool objects (here the market's ``PoolState.quote_exact_in``, as
-degenbot goes through its pool classes), the amount rounded to an integer.  Both sides use the
-same exact integer pool math on the same cycles; the final amounts of both are re-evaluated with
-the same evaluator, and the bench checks that our profit is equal or better on every cycle.
-Objective: gross profit (gas price 0), so both maximise the same thing.
+``minimize_scalar(method="bounded", bounds=(1, max_input), options={"xatol": 1.0})`` on the
+negated exact integer profit, the amount floored (``int(x)``) as degenbot does, evaluated
+through the pool objects (here the market's ``PoolState.quote_exact_in``, as degenbot goes
+through its pool classes); ``max_input`` is half the first pool's depth in the input token.
+Both sides use the same exact integer pool math on the same cycles; the final amounts of both
+are re-evaluated with the same evaluator, and the bench checks that our profit is equal or
+better on every cycle.  Objective: gross profit (gas price 0), so both maximise the same thing.
+
+Per family (two-pool V2, three-pool V2, V2-V3, V2-V3 whose optimum crosses ticks): the ratio of
+mean times, of medians and of p90s, our p90 over our median, a cold pass over fresh cycles,
+how many all-V2 answers carry their certificate, and the profit comparison.
 
 Scan: a fixed, seeded topology of 10,000 V2 pools over 2,000 tokens with two base tokens (WETH,
 USDC), prices consistent within ±0.1 % except for planted mispricings; full scan (screen +

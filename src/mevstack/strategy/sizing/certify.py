@@ -85,43 +85,75 @@ class _Split:
         x = self.least(v)
         return None if x <= 0 else self.forward(v) - x
 
-    def bound_at(self, v: int) -> int | None:
-        """``⌊P(v)⌋`` (``None`` outside the domain of ``pre⁻¹``)."""
+    def value(self, v: int) -> tuple[int, int] | None:
+        """``P(v)`` as ``(numerator, positive denominator)`` (``None`` outside the domain of
+        ``pre⁻¹``)."""
         a1, b1, c1 = self.pre
         a2, b2, c2 = self.post
         d_pre, d_post = a1 - c1 * v, b2 + c2 * v
         if v <= 0 or d_pre <= 0:
             return None
-        return (a2 * v * d_pre - b1 * v * d_post) // (d_post * d_pre)
+        return a2 * v * d_pre - b1 * v * d_post, d_post * d_pre
+
+    def bound_at(self, v: int) -> int | None:
+        """``⌊P(v)⌋`` (``None`` outside the domain of ``pre⁻¹``)."""
+        found = self.value(v)
+        return None if found is None else found[0] // found[1]
 
     def at_least(self, v: int, p: int) -> bool:
         found = self.bound_at(v)
         return found is not None and found >= p
 
+    def _rises(self, v: int, hi: int) -> bool:
+        """``P(v + 1) > P(v)`` within ``[1, hi]`` (``v = 0``: rising, by convention)."""
+        if v < 1:
+            return True
+        if v >= hi:
+            return False
+        here, after = self.value(v), self.value(v + 1)
+        if after is None:
+            return False
+        if here is None:
+            return True
+        return after[0] * here[1] > here[0] * after[1]
+
     def top(self, hi: int) -> tuple[int, int] | None:
         """``(v, ⌊P(v)⌋)`` at the best integer ``v`` in ``[1, hi]`` (``None``: ``P`` is never
-        positive there).  ``P`` is concave: the integer nearest its stationary point, then a
-        climb to the local (so global) top settles it exactly."""
+        positive there).  ``P`` is concave, so ``P(v + 1) > P(v)`` holds up to the top and never
+        after it: that sign, on exact values, is searched from the stationary point's estimate."""
         a1, b1, c1 = self.pre
         a2, b2, c2 = self.post
         s1, s2 = math.isqrt(a1 * b1), math.isqrt(a2 * b2)
         den = s2 * c1 + s1 * c2
         if den <= 0:
             return None
-        v = min(max(1, (s2 * a1 - s1 * b2) // den), hi)
-        best = self.bound_at(v)
+        start = min(max(1, (s2 * a1 - s1 * b2) // den), hi)
+        # the first v where P stops rising (concave: the rise only shrinks), galloping from the
+        # estimate (it is near unless floats or extreme reserves put it off), then bisecting
+        if self._rises(start, hi):
+            below, step = start, 1  # P rises at ``below``; find where it does not
+            above = min(hi, start + step)
+            while above < hi and self._rises(above, hi):
+                below, step = above, step * 2
+                above = min(hi, below + step)
+        else:
+            above, step = start, 1  # P does not rise at ``above``; find where it does
+            below = max(0, start - step)
+            while below >= 1 and not self._rises(below, hi):
+                above, step = below, step * 2
+                below = max(0, above - step)
+        while above - below > 1:
+            mid = (below + above) // 2
+            if self._rises(mid, hi):
+                below = mid
+            else:
+                above = mid
+        v = above
+        best = self.value(v)
         if best is None:
-            v = max(1, min(hi, (a1 - 1) // c1 if c1 else hi))
-            best = self.bound_at(v)
-            if best is None:
-                return None
-        for step in (1, -1):
-            while 1 <= v + step <= hi:
-                here = self.bound_at(v + step)
-                if here is None or here <= best:
-                    break
-                v, best = v + step, here
-        return (v, best) if best > 0 else None
+            return None
+        top = best[0] // best[1]
+        return (v, top) if top > 0 else None
 
     def interval(self, p: int, top: int, hi: int) -> tuple[int, int]:
         """The integers ``v`` in ``[1, hi]`` with ``P(v) >= p``, ``top`` among them: the roots
