@@ -84,3 +84,39 @@ def test_v2_v3_never_beaten_by_the_bounded_search(legs: list[Leg], gas_per_tick:
         again = evaluate(legs, sized.path.amount_in)
         assert again is not None and net(again) == sized.net
         assert not sized.proven  # no certificate exists for these paths: never labelled so
+
+
+def _edge(legs: list[Leg], below: int, ticks: int) -> int | None:
+    """The last input crossing at most ``ticks`` ticks, bisected on exact evaluation, when an
+    input up to twice ``below`` crosses more (``None``: the next tick is farther)."""
+    lo, hi = below, 2 * below
+    at = evaluate(legs, hi)
+    if at is not None and at.total_ticks <= ticks:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        at = evaluate(legs, mid)
+        if at is not None and at.total_ticks <= ticks:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(legs=_cycles(), gas_per_tick=st.sampled_from([10**14, 10**15, 10**16, 10**17]))
+def test_when_a_tick_costs_more_than_it_earns_the_net_optimum_reaches_its_exact_edge(
+    legs: list[Leg], gas_per_tick: int
+) -> None:
+    """Where the next tick's gas outweighs what crossing it earns, the profit still rises up to
+    the tick: no input crossing as few ticks nets more than the one chosen."""
+    net = _net_of_ticks(gas_per_tick)
+    sized = optimise(legs, net)
+    if sized is None:
+        return
+    last = _edge(legs, sized.path.amount_in, sized.path.total_ticks)
+    if last is None:
+        return
+    edge = evaluate(legs, last)
+    assert edge is not None
+    assert sized.net >= net(edge)

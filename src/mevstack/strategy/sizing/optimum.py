@@ -25,6 +25,7 @@ from mevstack.strategy.sizing.search import (
     piecewise,
     refine,
     tick_boundaries,
+    to_tick_edge,
 )
 
 _DEFAULT_SEED = 10**15
@@ -76,6 +77,8 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
         if complete or chosen is None:
             if chosen is None or chosen.path.gross_profit <= 0:
                 return None
+            if chosen.path.amount_in != candidates[-1]:  # a piece's end: settle on the edge
+                chosen = to_tick_edge(path, chosen, net, cap)
             return refine(legs, chosen, net, cap)
         seed = chosen.path.amount_in
     cache: dict[int, PathEval | None] = {}
@@ -85,4 +88,8 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
     chosen = best_net(
         path, [c.amount_in for c in [gross, *tick_boundaries(path, gross, cache)]], net
     )
-    return None if chosen is None else refine(legs, chosen, net, cap)
+    if chosen is None:
+        return None
+    if chosen.path.amount_in != gross.amount_in:  # a tick boundary, bisected to a fraction
+        chosen = to_tick_edge(path, chosen, net, cap)
+    return refine(legs, chosen, net, cap)
