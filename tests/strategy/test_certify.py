@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 import random
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar  # type: ignore[import-untyped]
 
 from mevstack.strategy.pools import Mobius, V2Model
 from mevstack.strategy.sizing import Leg, compose, evaluate, optimise
-from mevstack.strategy.sizing.certify import certify
+from mevstack.strategy.sizing.certify import _Split, certify
 from mevstack.strategy.sizing.path import exact_curves
 from tests.strategy.pools import addr, v2
 
@@ -92,16 +93,16 @@ def _chain(curves: list[Mobius], x: int) -> int:
 
 
 _POOL = st.tuples(
-    st.integers(20, 2500),
-    st.integers(-8, 8),  # the out reserve's skew from 1:1, in percent
-    st.sampled_from([0, 1, 5, 30, 100, 300, 1000]),
+    st.integers(300, 12_000),
+    st.integers(-3, 3),  # the out reserve's skew from 1:1, in percent
+    st.sampled_from([0, 1, 5, 30, 100, 300]),
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pools=st.lists(_POOL, min_size=2, max_size=5),
-    edge=st.integers(0, 40),
+    edge=st.integers(3, 45),
     cap=st.one_of(st.none(), st.integers(1, 3000)),
 )
 def test_optimise_is_the_exhaustive_integer_optimum_and_proven(
@@ -123,6 +124,7 @@ def test_optimise_is_the_exhaustive_integer_optimum_and_proven(
     upto = min(upto, 60_000)  # real profit is negative past (a − b)/c; these pools stay below
     best = max([_chain(curves, x) - x for x in range(1, upto + 1)] + [0])
     sized = optimise(legs, _gross, cap=cap)
+    event("profitable" if best > 0 else "unprofitable")
     if best <= 0:
         assert sized is None
         return
@@ -177,3 +179,42 @@ def test_deep_cycles_are_never_beaten_by_neighbours_or_the_bounded_search() -> N
     assert proven[2] == total[2]
     assert proven[3] >= 0.9 * total[3]
     print("proven of sized, by hops:", {h: f"{proven[h]}/{total[h]}" for h in total})
+
+
+def test_the_bound_and_its_plateau_are_exact_on_small_pools() -> None:
+    """The certificate's parts against brute force: ``top`` is the largest ``⌊P(v)⌋`` over
+    every integer ``v`` (with its ``v``), ``interval`` is exactly the ``v`` with
+    ``P(v) >= p``, and ``gain`` never exceeds ``⌊P(v)⌋``."""
+    rng = random.Random(17)
+    checked = 0
+    for _ in range(200):
+        hops = rng.randint(2, 4)
+        curves = [
+            Mobius(g * rng.randint(50, 900), 10_000 * rng.randint(50, 900), g, True)
+            for g in (10_000 - rng.choice([0, 30, 300]) for _ in range(hops))
+        ]
+        j = rng.randint(1, hops - 1)
+        split = _Split(curves, j)
+        a1, b1, c1 = split.pre
+        a2, b2, c2 = split.post
+        limit = (a1 - 1) // c1
+        values = {
+            v: Fraction(a2 * v, b2 + c2 * v) - Fraction(b1 * v, a1 - c1 * v)
+            for v in range(1, limit + 1)
+        }
+        found = split.top(limit)
+        best = max(values.values(), default=Fraction(0))
+        if best < 1:
+            assert found is None or found[1] == math.floor(best)
+            continue
+        assert found is not None
+        v0, top = found
+        assert top == math.floor(best) and math.floor(values[v0]) == top
+        for p in {top, top - 1, max(1, top // 2)}:
+            lo, hi = split.interval(p, v0, limit)
+            assert [v for v, value in values.items() if value >= p] == list(range(lo, hi + 1))
+        for v in values:
+            gain = split.gain(v)
+            assert gain is None or gain <= math.floor(values[v])
+        checked += 1
+    assert checked >= 50
