@@ -14,9 +14,10 @@ The certificate: an input earning ``T``, or every ``v`` with ``P(v) >= best + 1`
 (the plateau exhausted).  ``v`` is taken at the most valuable token of the path (fewest units
 across the plateau, so the fewest to exhaust), and candidates are drawn first where the
 costliest rounding next to ``v`` is small (``next_landing`` on its phase, re-anchored exactly
-at each landing), which reaches ``T`` within a few dozen evaluations on deep pools.  When
-neither the bound is reached nor the plateau small enough to exhaust within the budget, the
-answer says it is not proven.
+at each landing), which reaches ``T`` within a few dozen evaluations on deep two- and
+three-hop paths.  With four or more hops several roundings are left to chance, and a deep
+cycle is then often left unproven: when neither the bound is reached nor the plateau small
+enough to exhaust within the budget, the answer says it is not proven.
 """
 
 from __future__ import annotations
