@@ -1,8 +1,10 @@
 """Optimal input amount of a cycle, on exact integer pool math, maximising net profit.
 
 ``optimise`` is the entry point; ``path`` holds the path types and exact evaluation,
-``closed_form`` the proven optimum of all-V2 paths, ``search`` the paths through V3, and
-``phases`` the rounding-phase arithmetic both rely on to land on the integer optimum.
+``closed_form`` the fast proven optimum of all-V2 paths, ``certify`` the certified search that
+settles the all-V2 paths it leaves (and says when it cannot prove one), ``search`` the paths
+through V3, and ``phases`` the rounding-phase arithmetic they rely on to land on the integer
+optimum.
 """
 
 from mevstack.strategy.sizing.optimum import optimise

@@ -1,6 +1,7 @@
 """``optimise``: the input amount of a path that maximises its net profit, by path shape.
 
-All-V2 paths go to the proven closed forms (``closed_form``), paths through V3 to the
+All-V2 paths go to the closed forms (``closed_form``), then to the certified search
+(``certify``); their answers say whether they are proven.  Paths through V3 go to the
 piecewise walk and exact refinement (``search``).
 """
 
@@ -8,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mevstack.strategy.sizing.closed_form import exact_closed_form, multi_v2, two_v2
+from mevstack.strategy.sizing.certify import certify
+from mevstack.strategy.sizing.closed_form import multi_v2, two_v2
 from mevstack.strategy.sizing.path import (
     Leg,
     NetFn,
     PathEval,
     Sized,
-    compose,
     exact_curves,
-    mobius_optimum,
     path_evaluator,
 )
 from mevstack.strategy.sizing.search import (
@@ -25,6 +25,7 @@ from mevstack.strategy.sizing.search import (
     piecewise,
     refine,
     tick_boundaries,
+    to_tick_edge,
 )
 
 _DEFAULT_SEED = 10**15
@@ -53,26 +54,20 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
                 # a tenth of this whole path
                 at = _new_tuple(PathEval, (fast[0], fast[1], _NO_TICKS))
                 value = net(at)
-                return None if value is None else _new_tuple(Sized, (at, value))
+                return None if value is None else _new_tuple(Sized, (at, value, True))
     curves = exact_curves(legs)
     if curves is not None:
         multi = multi_v2(curves, cap) if len(curves) > 2 else None
         if multi is not None:
             at = PathEval(multi[0], tuple(multi[1]), (0,) * len(legs))
             value = net(at)
-            return None if value is None else Sized(at, value)
-        composed = compose(curves)
-        x_star = mobius_optimum(composed)
-        if x_star <= 0:
+            return None if value is None else Sized(at, value, True)
+        found = certify(curves, cap)
+        if found is None or found.amounts_out[-1] <= found.amount_in:
             return None
-        found = exact_closed_form(
-            curves, composed, x_star, cap, phase_tried=len(curves) > 2 and cap is None
-        )
-        if found is None or found[1][-1] <= found[0]:
-            return None
-        at = PathEval(found[0], tuple(found[1]), (0,) * len(legs))
+        at = PathEval(found.amount_in, found.amounts_out, (0,) * len(legs))
         value = net(at)
-        return None if value is None else Sized(at, value)
+        return None if value is None else Sized(at, value, found.proven)
     seed = _DEFAULT_SEED
     path = path_evaluator(legs)
     shape = piecewise(legs, cap)
@@ -82,6 +77,8 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
         if complete or chosen is None:
             if chosen is None or chosen.path.gross_profit <= 0:
                 return None
+            if chosen.path.amount_in != candidates[-1]:  # a piece's end: settle on the edge
+                chosen = to_tick_edge(path, chosen, net, cap)
             return refine(legs, chosen, net, cap)
         seed = chosen.path.amount_in
     cache: dict[int, PathEval | None] = {}
@@ -91,4 +88,8 @@ def optimise(legs: Sequence[Leg], net: NetFn, *, cap: int | None = None) -> Size
     chosen = best_net(
         path, [c.amount_in for c in [gross, *tick_boundaries(path, gross, cache)]], net
     )
-    return None if chosen is None else refine(legs, chosen, net, cap)
+    if chosen is None:
+        return None
+    if chosen.path.amount_in != gross.amount_in:  # a tick boundary, bisected to a fraction
+        chosen = to_tick_edge(path, chosen, net, cap)
+    return refine(legs, chosen, net, cap)

@@ -51,10 +51,13 @@ class PathEval(NamedTuple):
 
 
 class Sized(NamedTuple):
-    """The chosen amount: its exact evaluation and the objective (net, in native wei) there."""
+    """The chosen amount: its exact evaluation, the objective (net, in native wei) there, and
+    whether it is proven optimal (a certificate checked: every all-V2 path whose bound was
+    reached or whose plateau was exhausted; never a path through a pool without one)."""
 
     path: PathEval
     net: int
+    proven: bool = False
 
 
 NetFn = Callable[[PathEval], int | None]

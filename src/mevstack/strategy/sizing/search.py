@@ -193,6 +193,40 @@ def _compose_floats(pieces: Sequence[Segment]) -> tuple[float, float, float]:
     return a, b, c
 
 
+def to_tick_edge(path: Evaluator, chosen: Sized, net: NetFn, cap: int | None) -> Sized:
+    """``chosen`` moved up to the last input crossing no more ticks than it does, exactly.
+
+    A piece's end is located in floats and kept a hair inside the piece; when the gas of the
+    next tick makes that end the net optimum, the profit still rises up to the exact edge, so
+    the edge (bisected on exact evaluations) replaces it when it nets more.
+    """
+    lo, ticks = chosen.path.amount_in, chosen.path.total_ticks
+    step = max(2, lo >> 28)
+    hi = lo
+    for _ in range(8):  # find an input past the edge (the float end is within ~1e-9 of it)
+        hi = lo + step if cap is None else min(lo + step, cap)
+        at = path(hi)
+        if at is None or at.total_ticks > ticks or hi == cap:
+            break
+        lo, step = hi, step * 4
+    else:
+        return chosen
+    if at is not None and at.total_ticks <= ticks:  # the cap itself is inside the piece
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        at = path(mid)
+        if at is not None and at.total_ticks <= ticks:
+            lo = mid
+        else:
+            hi = mid
+    edge = path(lo)
+    value = None if edge is None else net(edge)
+    if edge is None or value is None or value <= chosen.net:
+        return chosen
+    return Sized(edge, value)
+
+
 def best_net(path: Evaluator, amounts: Sequence[int], net: NetFn) -> Sized | None:
     chosen: Sized | None = None
     for amount in dict.fromkeys(amounts):
