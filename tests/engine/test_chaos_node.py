@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -358,4 +359,55 @@ async def test_a_chain_that_lost_our_cancellation_gets_its_nonce_back(
         assert c.engine.executions["ethereum"].nonces.next_nonce == nonce
         again = await trade_and_land(c, w)
         assert again.status == "included"
+        assert_nothing_lost_or_doubled(c, w)
+
+
+async def test_a_stuck_trade_waits_out_the_kill_switch_and_is_cancelled_after_it(
+    w: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the kill switch on nothing is signed, not even a cancellation; the trade stays
+    watched through more windows than the replacement rounds allow, instead of being given up
+    while its transaction could still land, and is cancelled once the switch is released."""
+    caplog.set_level(logging.WARNING, logger="mevstack.engine.execution_runtime")
+    async with engine_behind_proxy(w, tmp_path) as c:
+        trade_id, _, _, nonce = await stuck_trade(c, w)
+        await c.engine.patch_trading_state({"kill_switch": True, "reason": "drill"})
+
+        def refused_windows() -> int:
+            return sum(
+                f"trade {trade_id} not cancelled" in r.getMessage()
+                and "kill switch" in r.getMessage()
+                for r in caplog.records
+            )
+
+        await mine_until(w, lambda: refused_windows() > 4, "windows refused by the kill switch")
+        assert status_of(c, trade_id) == "submitted"
+        pending = int(w.rpc.call("eth_getTransactionCount", [w.operator.address, "pending"]), 16)
+        assert pending == nonce  # nothing of ours was signed or sent meanwhile
+        await c.engine.patch_trading_state({"kill_switch": False})
+        await mine_until(w, lambda: status_of(c, trade_id) == "failed", "the trade cancelled")
+        row = c.store.get_trade(trade_id)
+        assert row is not None and row.error is not None and "cancellation" in row.error
+        assert_nothing_lost_or_doubled(c, w)
+
+
+async def test_a_stuck_trade_that_still_pays_is_cancelled_when_its_chain_may_not_trade(
+    w: World, tmp_path: Path
+) -> None:
+    """A replacement passes the risk gate like a first send: in observe mode the stuck trade
+    is cancelled (which frees its nonce) instead of being sent again at a higher fee."""
+    async with engine_behind_proxy(w, tmp_path) as c:
+        opportunity = await planted_opportunity(c.engine, w)  # the gap stays open: it pays
+        w.rpc.call("evm_setAutomine", [False])
+        answer = await c.engine.executions["ethereum"].execute(opportunity, None)
+        assert answer["status"] == "submitted", answer["error"]
+        ours = answer["tx_hashes"][-1]
+        w.rpc.call("anvil_dropTransaction", [ours])
+        w.rpc.call("evm_setAutomine", [True])
+        replaced = counted("mevstack_trades_replaced_total", action="replaced")
+        await c.engine.patch_trading_state({"mode": "observe"})
+        await mine_until(w, lambda: status_of(c, answer["id"]) == "failed", "the trade cancelled")
+        row = c.store.get_trade(answer["id"])
+        assert row is not None and row.error is not None and "cancellation" in row.error
+        assert counted("mevstack_trades_replaced_total", action="replaced") == replaced
         assert_nothing_lost_or_doubled(c, w)

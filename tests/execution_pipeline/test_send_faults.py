@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from eth_account.signers.local import LocalAccount
 
+from mevstack.chain.errors import RpcResponseError
 from mevstack.chain.rpc import RpcClient
 from mevstack.devnet.anvil import Anvil
 from mevstack.execution.lease import LocalLease
@@ -18,6 +19,7 @@ from mevstack.execution.routes import (
     PublicRoute,
     Signer,
     Submitter,
+    nonce_conflict,
 )
 from mevstack.execution.trading_state import SigningGate
 from mevstack.obs.metrics import sample_value
@@ -176,3 +178,13 @@ async def test_a_chain_that_came_back_shorter_is_trusted_only_when_asked(
     again = await manager.reserve()
     assert again.nonce == reservation.nonce
     again.release()
+
+
+def test_only_an_underpriced_replacement_means_the_nonce_is_held() -> None:
+    def reason(message: str) -> str | None:
+        return nonce_conflict(RpcResponseError(-32000, message))
+
+    assert reason("replacement transaction underpriced") == "underpriced"
+    assert reason("nonce too low: next nonce 7, tx nonce 5") == "nonce_too_low"
+    assert reason("transaction underpriced") is None  # a fee below the pool's floor
+    assert reason("max fee per gas less than block base fee") is None

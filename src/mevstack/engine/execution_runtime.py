@@ -85,7 +85,7 @@ from mevstack.execution.routes import (
     Submitter,
 )
 from mevstack.execution.tracker import Tracker, refresh_native_balance
-from mevstack.execution.trading_state import TradingState
+from mevstack.execution.trading_state import KillSwitchEngaged, TradingState
 from mevstack.execution.trigger import TriggerGone, load_ahead, load_trigger
 from mevstack.market.state import PoolStore
 from mevstack.obs.metrics import TRADES_REPLACED
@@ -681,7 +681,13 @@ class ChainExecution:
                 max_priority_fee_per_gas=tip,
             )
             action = "cancelled"
-        signed = await self.submitter.signer.sign(tx)
+        try:
+            signed = await self.submitter.signer.sign(tx)
+        except (KillSwitchEngaged, LeaseLost) as exc:
+            # nothing may be signed now: the trade is still watched, and this was no round
+            watch.rounds -= 1
+            log.warning("chain %s: trade %s not %s: %s", self.name, trade.id, action, exc)
+            return
         watch.fees = (int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"]))
         if replacement is not None:
             watch.sent = self._sent[trade.id] = replacement

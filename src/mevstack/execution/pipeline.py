@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ from mevstack.execution.trigger import (
     pending_trigger,
 )
 from mevstack.store import NotFound, Store, Trade
+
+log = logging.getLogger(__name__)
 
 L1_FEE_HEADROOM = 2
 Publish = Callable[[str, str | None, Mapping[str, Any]], Awaitable[Any]]
@@ -164,6 +167,7 @@ class Sent:
     args: ExecuteArgs  # with the on-chain minimum it was signed with
     tx: TxRequest
     nonce: int
+    candidate: Candidate  # what the risk gate passed: a replacement must pass it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +357,7 @@ class Pipeline:
         submitted = self.store.update_trade(stored.id, status="submitted", tx_hashes=hashes)
         await self._event("trade.submitted", submitted)
         await self._mark(plan, "submitted")
-        return Outcome(submitted, None, sim, signed, Sent(plan, args, tx, signed.nonce))
+        return Outcome(submitted, None, sim, signed, Sent(plan, args, tx, signed.nonce, candidate))
 
     async def _mark(self, plan: Plan, status: str) -> None:
         await mark_opportunity(
@@ -380,11 +384,21 @@ class Pipeline:
         )
         tx = dataclasses.replace(tx, data=encode_execute(args))
         sim = await simulate_execute(self.rpc, tx, args, context=context)
-        if not sim.success or sim.balance_change - worst_gas_cost < max(
-            self.chain.min_net_profit_wei, 1
-        ):
+        net = sim.balance_change - worst_gas_cost
+        if not sim.success or net < max(self.chain.min_net_profit_wei, 1):
             return None
-        return Sent(sent.plan, args, tx, sent.nonce)
+        # mode, pauses, blocklist and caps hold for a replacement as for the first send
+        candidate = dataclasses.replace(
+            sent.candidate, max_fee_per_gas_wei=max_fee, net_profit_wei=net
+        )
+        decision = self.state.check(candidate, replacing=True)
+        if not decision.ok:
+            log.info(
+                "replacement refused by the risk gate (a cancellation goes instead): %s",
+                decision.reason,
+            )
+            return None
+        return Sent(sent.plan, args, tx, sent.nonce, candidate)
 
     def _done_in_flight(self) -> None:
         count = self.state.in_flight.get(self.chain.name, 0)

@@ -61,7 +61,10 @@ _ALREADY_KNOWN = ("alreadyknown", "knowntransaction", "alreadyimported")
 _NONCE_CONFLICTS = (
     ("noncetoolow", "nonce_too_low"),
     ("oldnonce", "nonce_too_low"),
-    ("underpriced", "underpriced"),
+    # only a *replacement* that is underpriced means the nonce is held: geth's plain
+    # "transaction underpriced" is a fee below the pool's floor, and the nonce is still free
+    ("replacementtransactionunderpriced", "underpriced"),
+    ("replacementunderpriced", "underpriced"),
 )
 _ids = itertools.count(1)
 

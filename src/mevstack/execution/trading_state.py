@@ -429,16 +429,21 @@ class TradingState:
         now = _now()
         return [e for e in self.blocklist if e.active(now)]
 
-    def check(self, candidate: Candidate) -> RiskDecision:
+    def check(self, candidate: Candidate, *, replacing: bool = False) -> RiskDecision:
+        """The risk gate for ``candidate``; ``replacing``: it takes the place of a trade in
+        flight at the same nonce, so that trade does not count against ``max_in_flight``."""
         limits = self.limits.get(candidate.chain)
         if limits is None:
             return RiskDecision(False, f"no chain named {candidate.chain!r}")
+        status = self.status(candidate.chain)
+        if replacing:
+            status = replace(status, in_flight=max(0, status.in_flight - 1))
         return evaluate(
             mode=self.mode,
             kill_switch=self.kill_switch or not self.gate.is_open,
             limits=limits,
             blocklist=self.blocklist,
-            status=self.status(candidate.chain),
+            status=status,
             candidate=candidate,
             now=_now(),
         )
