@@ -34,6 +34,10 @@ def _front_pid(pid: int) -> int:
     return front
 
 
+def _environ(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -57,13 +61,14 @@ def _config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     return write_config(tmp_path / "mevstack.toml", [], tmp_path, server=server), ports
 
 
-def _up(config: Path, out: Path) -> subprocess.Popen[bytes]:
+def _up(config: Path, out: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with out.open("w") as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "mevstack.cli", "up", "--config", str(config)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, like a shell job
+            env=env,
         )
 
 
@@ -132,3 +137,19 @@ def test_a_taken_websocket_port_is_one_line(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert f"WebSocket: cannot listen on 127.0.0.1:{ports['ws_port']}" in done.stderr
+
+
+async def test_the_front_process_never_holds_the_keystore_password(tmp_path: Path) -> None:
+    """The process that faces the network has no use for the operator key's password."""
+    config, ports = _config(tmp_path)
+    out = tmp_path / "up.log"
+    secret = "front-must-not-see-this"
+    proc = _up(config, out, env={**os.environ, "MEVSTACK_KEY_PASSWORD": secret})
+    try:
+        front = await _serving(proc, ports, out)
+        engine_env, front_env = (_environ(pid) for pid in (proc.pid, front))
+        assert secret.encode() in engine_env
+        assert secret.encode() not in front_env
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)

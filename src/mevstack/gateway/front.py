@@ -67,6 +67,17 @@ class FrontProcess:
         self._bridge: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
 
+    def _spawn(self, process: BaseProcess) -> None:
+        """Start ``process`` without the keystore password in its environment: the child faces
+        the network and never signs (the engine read its key before the child starts)."""
+        var = self.settings.execution.password_env
+        password = os.environ.pop(var, None)
+        try:
+            process.start()
+        finally:
+            if password is not None:
+                os.environ[var] = password
+
     async def start(self) -> asyncio.Task[None]:
         """Start the child and wait until it serves; returns the task that ends when it exits."""
         ours, theirs = socket.socketpair()
@@ -76,7 +87,7 @@ class FrontProcess:
             target=child_main, args=(self.settings, level, theirs), name="mevstack-front"
         )
         try:
-            await asyncio.to_thread(process.start)  # spawning takes a while; the loop runs on
+            await asyncio.to_thread(self._spawn, process)  # spawning takes a while
         finally:
             theirs.close()
         self.process = process
