@@ -105,7 +105,19 @@ class FrontProcess:
             await self.aclose()
             raise ServeError(str(status["error"]))
         self._bridge = asyncio.create_task(forward_events(self.bus, writer), name="ws-bridge")
+        self._bridge.add_done_callback(self._bridge_ended)
         return exited
+
+    def _bridge_ended(self, task: asyncio.Task[None]) -> None:
+        """A bridge that stops while the child runs would leave its clients without events:
+        say why and close the socket, so the child exits and the stack stops (crash-only)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, ConnectionError):
+            log.error("event bridge to the front process failed: %r", exc)
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.close()
 
     @staticmethod
     async def _wait_exit(process: BaseProcess) -> None:

@@ -104,6 +104,8 @@ class EngineWatch:
             )
         except MevstackError as exc:
             log.warning("alert %s not sent: %s", condition.kind, exc)
+        except Exception:
+            log.exception("alert %s not sent", condition.kind)
 
     def alerts(self) -> list[dict[str, Any]]:
         """The active conditions as JSON, kill switch first."""
