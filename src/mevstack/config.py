@@ -1,4 +1,4 @@
-"""Configuration: the TOML file of DESIGN.md loaded into typed, validated settings.
+"""Configuration: the TOML file of docs/contracts.md loaded into typed, validated settings.
 
 Every key of the documented format is honoured; an unknown key, a bad address, URL or amount is a
 ``ConfigError`` whose one line names the file and the key.  Environment variables
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG_PATH = Path("mevstack.toml")
 
-# Chains with a public mempool worth backrunning (DESIGN.md: backrun is on by default only there).
+# Chains with a public mempool worth backrunning (backrun is on by default only there).
 PUBLIC_MEMPOOL_CHAIN_IDS = frozenset({1, 137})
 
 # The native currency's symbol by chain id, for chains whose config gives no ``native_symbol``.

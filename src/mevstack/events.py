@@ -1,7 +1,7 @@
 """The event envelope every part of mevstack publishes on the bus, and the event names.
 
-Names and the envelope shape are a public contract (DESIGN.md, WebSocket section): the bus stamps
-``seq`` (one increasing sequence per bus) and ``ts``; producers give name, chain and data.
+Names and the envelope shape are a public contract (docs/contracts.md, WebSocket section): the bus
+stamps ``seq`` (one increasing sequence per bus) and ``ts``; producers give name, chain and data.
 """
 
 from __future__ import annotations

@@ -70,5 +70,5 @@ def test_written_config_loads(devnet_chain: tuple[Anvil, ChainDeployment], tmp_p
     assert all(x.init_code_hash == d.v2[0].init_code_hash for x in v2)
     (v3,) = [x for x in chain.dexes if x.kind == "uniswap_v3"]
     assert (v3.factory, v3.init_code_hash) == (d.v3.factory, d.v3.init_code_hash)
-    # Nothing but what DESIGN.md documents: the loader forbids unknown keys, and so do we.
+    # Nothing but what docs/contracts.md documents: the loader forbids unknown keys, and so do we.
     assert set(tomllib.loads(path.read_text())) == {"chains"}

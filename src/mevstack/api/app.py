@@ -1,8 +1,9 @@
 """The engine REST API (port 8082): the FastAPI app factory over an :class:`EngineView`.
 
-Every answer is the DESIGN.md envelope or error shape; every ``/api`` path of the contract exists
-(features the engine does not run yet answer 503 ``not_available``); the OpenAPI document carries
-response schemas for every status an endpoint can give, which the schemathesis test checks.
+Every answer is the envelope or error shape of docs/contracts.md; every ``/api`` path of the
+contract exists (features the engine does not run yet answer 503 ``not_available``); the OpenAPI
+document carries response schemas for every status an endpoint can give, which the schemathesis test
+checks.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """HTTP plumbing shared by the engine API and the gateway: envelopes, the error shape, request ids.
 
-* ``envelope`` / ``error_body`` build the DESIGN.md shapes;
+* ``envelope`` / ``error_body`` build the docs/contracts.md shapes;
 * ``install_error_handlers`` turns every error FastAPI/Starlette can raise (404, 405, validation,
   auth, not-available, and anything unexpected) into ``{"error": {"code", "message"}}``;
 * ``RequestContext`` is a pure-ASGI middleware: it takes a sane ``X-Request-Id`` or makes one,

@@ -1,8 +1,8 @@
-"""The JSON shapes of DESIGN.md as pydantic models, used to document the OpenAPI responses.
+"""The JSON shapes of docs/contracts.md as pydantic models, used to document the OpenAPI responses.
 
 Handlers return plain dicts (what the engine and store produce); these models only describe them,
 so the OpenAPI document is complete without a second copy of the data passing through pydantic.
-Answer objects allow additional properties: DESIGN.md lets us add fields, never drop or rename
+Answer objects allow additional properties: the contract lets us add fields, never drop or rename
 them.  Request bodies are the opposite: closed and exactly as strict as the engine's own checks.
 """
 
@@ -175,7 +175,7 @@ class Session(BaseModel):
 
 
 class Record(_Open):
-    """An object whose shape belongs to a feature not pinned by DESIGN.md (state, agents...)."""
+    """An object whose shape belongs to a feature not pinned by the contract (state, agents...)."""
 
 
 # --- request bodies -----------------------------------------------------------------------------

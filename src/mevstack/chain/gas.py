@@ -1,8 +1,8 @@
 """Gas oracle of one chain: base fee now and next, priority-fee percentiles, the L1 data-fee model.
 
-Owns the :class:`GasQuote` (DESIGN.md shape via :meth:`GasQuote.to_json`) and its publication as
-``gas.price``.  The next base fee comes from :mod:`mevstack.chain.basefee` (pure, exact); the
-rule is chosen once per oracle from the node (``web3_clientVersion``) and chain id.
+Owns the :class:`GasQuote` (its docs/contracts.md shape via :meth:`GasQuote.to_json`) and its
+publication as ``gas.price``. The next base fee comes from :mod:`mevstack.chain.basefee` (pure,
+exact); the rule is chosen once per oracle from the node (``web3_clientVersion``) and chain id.
 
 Priority fees: ``eth_feeHistory`` over the last ``window`` blocks at the 10th/50th/90th
 percentiles; each reported percentile is the median of that percentile over the window's
@@ -88,7 +88,7 @@ class GasQuote:
     l1_fee_included_in_gas: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """DESIGN.md's GasQuote (amounts as decimal strings), plus the explanatory fields."""
+        """The GasQuote of docs/contracts.md (amounts as decimal strings), plus explanations."""
         return {
             "chain": self.chain,
             "block_number": self.block_number,

@@ -1,8 +1,8 @@
 """Node monitor: a NodeStatus per endpoint after every probe round, published as ``node.status``.
 
-The endpoint pool probes at least once per block time (``EndpointPool.probe_interval``); this
-module turns each round into DESIGN.md's NodeStatus objects and hands them to a publisher (any
-``async def publish(event, chain, data)``, e.g. the bus).  URLs are always the redacted form.
+The endpoint pool probes at least once per block time (``EndpointPool.probe_interval``); this module
+turns each round into NodeStatus objects (docs/contracts.md) and hands them to a publisher (any
+``async def publish(event, chain, data)``, e.g. the bus). URLs are always the redacted form.
 """
 
 from __future__ import annotations

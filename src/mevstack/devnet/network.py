@@ -172,7 +172,7 @@ def _toml_list(values: list[str]) -> str:
 
 
 def render_config(chains: list[DevnetChain]) -> str:
-    """The config file (DESIGN.md format) that points mevstack at these running chains."""
+    """The config file (docs/contracts.md format) that points mevstack at these running chains."""
     lines = [
         "# Written by `mevstack devnet`: local anvil chains with real Uniswap V2/V3 contracts.",
         "# Valid while that devnet runs; it is rewritten on every start.",

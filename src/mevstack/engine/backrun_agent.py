@@ -15,7 +15,7 @@ feed, it accumulates, so a coalesced tick loses no transaction.  Two sources fil
   hashes.  When the subscription starts serving, one more read covers what arrived between the
   last poll and the subscription.
 
-:class:`BackrunWorker` (one per agent start) keeps the strategy team's :class:`BackrunSearch` in
+:class:`BackrunWorker` (one per agent start) keeps the strategy's :class:`BackrunSearch` in
 step with the market (pools indexed, changed pools marked at each head), learns which routers
 belong to the configured DEXes (one ``factory()`` call per unknown ``to``, cached), searches each
 new pending swap on the head state, and publishes the backruns through the runtime (event +

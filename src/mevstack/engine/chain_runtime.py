@@ -1,6 +1,6 @@
 """Everything one chain needs at run time: chain services, its market, and its strategy agents.
 
-A :class:`ChainRuntime` composes the chain team's :class:`ChainServices` (endpoint pool, node
+A :class:`ChainRuntime` composes the chain's :class:`ChainServices` (endpoint pool, node
 monitor → ``node.status``, gas oracle → ``gas.price``, head stream → ``block.new`` /
 ``chain.reorg``) with a :class:`Market` (the pools of the configured DEXes, built at the first
 block the stream delivers and then moved forward by each block's logs, rolled back on a reorg)

@@ -1,7 +1,7 @@
 """The Engine: settings → bus, store, one ChainRuntime per chain, the agent supervisor; and the
 :class:`~mevstack.api.view.EngineView` the engine API reads.
 
-``running_engine`` serves the engine API (the services team's app factory) with uvicorn;
+``running_engine`` serves the engine API (the app factory of api/) with uvicorn;
 ``running_stack`` is ``mevstack up``: the engine here, and the gateway, WebSocket and dashboard
 in a child process that the engine's bus feeds over a socket (:mod:`mevstack.gateway.front`), so
 client load never runs in the engine's event loop.  ``serve`` runs either until SIGINT/SIGTERM

@@ -1,4 +1,4 @@
-"""The market's unsafe-token detector, built from the executor team's simulated round trip.
+"""The market's unsafe-token detector, built from execution's simulated round trip.
 
 For each token the registry meets, find a V2 pair of it against the chain's wrapped native token
 on a configured V2 DEX (``factory.getPair``), and simulate buying a little of it and selling it

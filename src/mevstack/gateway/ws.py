@@ -1,4 +1,4 @@
-"""The WebSocket event stream (port 8094): the DESIGN.md protocol on top of the bus.
+"""The WebSocket event stream (port 8094): the docs/contracts.md protocol on top of the bus.
 
 One hub task follows the bus and fans each event out to the connected clients.  Every client
 has its own bounded queue and its own writer task, so the hub never waits for a socket:

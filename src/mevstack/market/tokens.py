@@ -49,7 +49,7 @@ class MemoryTokenCache:
 
 
 # Returns a reason when the token is not a plain ERC-20 (fee on transfer, rebasing, blocking),
-# None when a simulated round trip behaved exactly.  The executor team provides the simulator.
+# None when a simulated round trip behaved exactly.  Execution provides the simulator.
 UnsafeTokenDetector = Callable[[str], Awaitable[str | None]]
 
 

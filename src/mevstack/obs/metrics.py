@@ -1,6 +1,6 @@
 """The Prometheus registry of mevstack and the rules every metric name obeys.
 
-Naming conventions (DESIGN.md / issue 8): every name starts with ``mevstack_``, is lower snake
+Naming conventions (docs/contracts.md): every name starts with ``mevstack_``, is lower snake
 case, is in base units (seconds, bytes, wei; never ms or kb), counters end in ``_total`` and
 nothing else does, and labels come from a fixed list (``ALLOWED_LABELS``) whose values are
 all bounded by the config or the code (chain names, endpoint URLs, RPC method names, trade

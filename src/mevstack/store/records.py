@@ -1,7 +1,7 @@
 """The typed records the store reads and writes (exact ints for money, aware UTC datetimes).
 
-Each record knows its DESIGN.md JSON shape (``to_json``): amounts as decimal strings, times as
-ISO-8601 UTC strings.
+Each record knows its JSON shape of docs/contracts.md (``to_json``): amounts as decimal strings,
+times as ISO-8601 UTC strings.
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ class Store:
     # -- opportunities -------------------------------------------------------------------------
 
     def upsert_opportunity(self, document: Mapping[str, Any]) -> bool:
-        """Insert or refresh one Opportunity (its DESIGN.md JSON document, as published).
+        """Insert or refresh one Opportunity (its docs/contracts.md JSON document, as published).
 
         A document from an older block than the stored one is ignored (returns False), so a
         late writer can never roll an opportunity back.

@@ -293,7 +293,7 @@ def scan(
 ) -> list[Opportunity]:
     """One-shot scan over ``pools_state`` (indexes the pools first; keep an ``ArbitrageScanner``
     between blocks to make ``changed_pools`` pay off).  ``gas`` is ``GasInputs`` or a GasQuote
-    as DESIGN.md shapes it."""
+    as docs/contracts.md shapes it."""
     terms = chain if isinstance(chain, ChainTerms) else ChainTerms.from_config(chain)
     inputs = gas if isinstance(gas, GasInputs) else GasInputs.from_gas_quote(gas)
     scanner = ArbitrageScanner(terms, models)

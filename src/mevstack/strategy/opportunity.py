@@ -1,4 +1,4 @@
-"""The Opportunity object of DESIGN.md: exact amounts, estimates, a stable id, and its JSON form.
+"""The Opportunity object (docs/contracts.md): exact amounts, estimates, a stable id, its JSON.
 
 The id is a hash of what makes an opportunity the same one from block to block — chain, kind,
 the pools in order with their swap directions, and the trigger tx — so it stays the same while
@@ -67,7 +67,7 @@ def episode_id(path_id: str, first_block: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Opportunity:
-    """An arbitrage or backrun found at ``block_number`` (see DESIGN.md, JSON shapes)."""
+    """An arbitrage or backrun found at ``block_number`` (see docs/contracts.md, JSON shapes)."""
 
     id: str
     chain: str

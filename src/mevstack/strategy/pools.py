@@ -38,8 +38,8 @@ from mevstack.market.uniswap_v3.tick_math import MAX_TICK, MIN_TICK, get_sqrt_ra
 _sqrt_at_tick = functools.lru_cache(maxsize=16_384)(get_sqrt_ratio_at_tick)
 
 # Gas per hop when a state carries no ``gas_estimate`` of its own (market states do): the same
-# measured figures the market's pool kinds own, never other numbers.  Estimates (DESIGN.md: gas
-# is an estimate until included).
+# measured figures the market's pool kinds own, never other numbers (gas is an estimate until a
+# trade is included).
 V2_HOP_GAS = uniswap_v2.GAS_PER_HOP
 V3_HOP_GAS = uniswap_v3.GAS_BASE
 V3_TICK_GAS = uniswap_v3.GAS_PER_TICK

@@ -43,7 +43,7 @@ const SESSION_KEY = "mevstack.session";
 // engine has stopped publishing; either way the screen is not current.
 const SILENT_DATA_S = 60;
 const PALETTE = ["#5aa0f0", "#3fb97a", "#e0a030", "#c070e0", "#e05050", "#40c0c0", "#a0a0a0"];
-// Which Opportunity fields equal what the chain does, and which are estimates (DESIGN.md).
+// Which Opportunity fields equal what the chain does, and which are estimates (docs/contracts.md).
 const EXACT_FIELDS = ["amount_in", "amount_out", "gross_profit"];
 const ESTIMATE_FIELDS = ["gas_estimate", "gas_price_wei", "gas_cost_wei", "net_profit_wei"];
 
