@@ -170,8 +170,11 @@ async def test_a_chain_that_came_back_shorter_is_trusted_only_when_asked(
     manager = NonceManager("shorter", sender.address, [chain])
     snapshot = await chain.request("evm_snapshot", [])
     reservation = await manager.reserve()
-    await chain.request("eth_sendRawTransaction", [raw_of(sender, transfer(reservation.nonce))])
+    sent = await chain.request(
+        "eth_sendRawTransaction", [raw_of(sender, transfer(reservation.nonce))]
+    )
     reservation.commit()
+    await receipt_of(chain, sent)  # anvil mines just after it answers: revert after, not before
     assert await chain.request("evm_revert", [snapshot]) is True  # the block with it is gone
     assert await manager.resync("unknown_outcome") == reservation.nonce + 1  # only moves up
     assert await manager.resync("chain_behind", trust_chain=True) == reservation.nonce

@@ -636,6 +636,11 @@ class ChainExecution:
             )
         mined = await self.rpc.request("eth_getTransactionCount", [self.account.address, "latest"])
         if int(mined, 16) > watch.nonce:
+            # the receipts were read before the count: one of ours may have been mined since,
+            # and then it is the trade's own result, settled by the next pass
+            for tx in trade.tx_hashes:
+                if await self._receipt(tx) is not None:
+                    return None
             return await self._give_up(
                 trade,
                 "nonce_consumed",

@@ -246,11 +246,7 @@ class Tracker:
             page = self.store.list_trades(chain=self.chain.name, status=status, limit=500)
             for trade in page.items:
                 if not trade.tx_hashes:
-                    changed.append(
-                        self.store.update_trade(
-                            trade.id, status="failed", error="never signed (stopped before)"
-                        )
-                    )
+                    changed.append(await self.fail(trade, "never signed (stopped before)"))
                     continue
                 receipt = await self._receipt(trade.tx_hashes[-1])
                 if receipt is not None:
@@ -259,14 +255,17 @@ class Tracker:
                 known = await self.rpc.request("eth_getTransactionByHash", [trade.tx_hashes[-1]])
                 if known is None and status == "pending":
                     changed.append(
-                        self.store.update_trade(
-                            trade.id,
-                            status="failed",
-                            error="signed but never sent (stopped before the send); not re-sent",
+                        await self.fail(
+                            trade, "signed but never sent (stopped before the send); not re-sent"
                         )
                     )
                 elif known is not None and status == "pending":
-                    changed.append(self.store.update_trade(trade.id, status="submitted"))
+                    # published and marked like any send, so clients and metrics follow it
+                    submitted = self.store.update_trade(trade.id, status="submitted")
+                    if self.publish is not None:
+                        await self.publish("trade.submitted", self.chain.name, submitted.to_json())
+                    await self._mark(trade, "submitted")
+                    changed.append(submitted)
         return changed
 
 
