@@ -73,6 +73,7 @@ from mevstack.execution.pipeline import (
     Plan,
     Publish,
     Sent,
+    mark_opportunity,
     tx_dict,
 )
 from mevstack.execution.risk import Candidate, paused_reason
@@ -89,7 +90,7 @@ from mevstack.execution.trading_state import KillSwitchEngaged, TradingState
 from mevstack.execution.trigger import TriggerGone, load_ahead, load_trigger
 from mevstack.market.state import PoolStore
 from mevstack.obs.metrics import TRADES_REPLACED
-from mevstack.store import NotFound, Store, Trade
+from mevstack.store import Store, Trade
 from mevstack.store.store import Conflict as StoreConflict
 from mevstack.strategy.opportunity import Opportunity
 
@@ -390,8 +391,9 @@ class ChainExecution:
                 except TriggerGone as exc:  # dropped, replaced or already mined
                     short = str(exc)
         if short is not None:
-            with contextlib.suppress(NotFound):
-                self.store.set_opportunity_status(opportunity.id, "rejected")
+            await mark_opportunity(
+                self.store, self.pipeline.publish, self.name, opportunity.id, "rejected"
+            )
             self.refusals.insert(0, (opportunity.id, short))
             del self.refusals[50:]
             self.store.audit(

@@ -37,7 +37,6 @@ tokens are refused until a valuation is wired in).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import uuid
@@ -225,10 +224,10 @@ class Pipeline:
             "trade.refused",
             {"chain": self.chain.name, "opportunity_id": plan.opportunity_id, "reason": reason},
         )
-        if plan.opportunity_id is not None:
-            # not every plan comes from a stored opportunity (API calls, tests)
-            with contextlib.suppress(NotFound):
-                self.store.set_opportunity_status(plan.opportunity_id, "rejected")
+        # (not every plan comes from a stored opportunity: API calls, tests)
+        await mark_opportunity(
+            self.store, self.publish, self.chain.name, plan.opportunity_id, "rejected"
+        )
         return Outcome(None, reason, sim)
 
     async def _event(self, name: str, trade: Trade) -> None:
