@@ -14,7 +14,8 @@ from mevstack.devnet.anvil import Anvil
 from mevstack.devnet.deploy import ChainDeployment, deploy_chain
 from tests.databases import throwaway_postgres
 
-pytest_plugins = ["tests.hostile"]  # the hostile peers: deep_http_node
+# shared fixtures: the hostile peers (deep_http_node), a Redis of a test's own (redis_server)
+pytest_plugins = ["tests.hostile", "tests.redis_server"]
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -13,14 +11,6 @@ from mevstack.bus import BusError, RedisBus
 from mevstack.devnet.anvil import free_port
 from tests.bus.conftest import wait_until
 from tests.redis_server import RedisServer
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_reader_and_publisher_survive_a_redis_restart(redis_server: RedisServer) -> None:

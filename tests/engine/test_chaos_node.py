@@ -19,28 +19,17 @@ import pytest
 
 from mevstack.bus import MemoryBus
 from mevstack.config import parse_settings
-from mevstack.devnet.anvil import Anvil
-from mevstack.devnet.deploy import deploy_chain
-from mevstack.devnet.rpc import DevnetRpc
 from mevstack.engine.engine import Engine
 from mevstack.obs.metrics import sample_value
 from mevstack.store import Store, Trade
 from tests.chain.proxy import DelayProxy, FaultKind
 from tests.engine.test_execution_e2e import PASSWORD_ENV, WEI, planted_opportunity
 from tests.engine.world import ExecutionWorld as World
-from tests.engine.world import chain_entry, equip_for_execution
+from tests.engine.world import chain_entry
 from tests.waiting import wait_until
 
 FINAL = ("included", "reverted", "failed", "cancelled")
 RESUBMIT_AFTER = 2
-
-
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    with Anvil(chain_id=1, balance_eth=1_000_000) as node:
-        dep = await asyncio.to_thread(deploy_chain, node.rpc_url)
-        with DevnetRpc(node.rpc_url, timeout=60) as rpc:
-            yield await equip_for_execution(node, dep, rpc, tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture

@@ -24,9 +24,8 @@ from mevstack.api.view import Conflict, NotAvailable
 from mevstack.bus import MemoryBus, open_bus
 from mevstack.config import Settings, parse_settings
 from mevstack.devnet.activity import TradeIntent, swap_call
-from mevstack.devnet.anvil import Anvil
-from mevstack.devnet.deploy import PoolInfo, deploy_chain
-from mevstack.devnet.rpc import DevnetRpc, encode_call
+from mevstack.devnet.deploy import PoolInfo
+from mevstack.devnet.rpc import encode_call
 from mevstack.engine.chain_runtime import ChainRuntime
 from mevstack.engine.engine import Engine
 from mevstack.events import Event
@@ -34,7 +33,7 @@ from mevstack.execution.lease import RedisLease
 from mevstack.store import Store, Trade
 from mevstack.strategy.opportunity import Opportunity
 from tests.engine.world import ExecutionWorld as World
-from tests.engine.world import chain_entry, equip_for_execution
+from tests.engine.world import chain_entry
 from tests.exploits.receiver import Receiver
 from tests.waiting import wait_until
 
@@ -42,14 +41,6 @@ WEI = 10**18
 SWAP_V2_TOPIC = keccak(text="Swap(address,uint256,uint256,uint256,uint256,address)")
 SWAP_V3_TOPIC = keccak(text="Swap(address,address,int256,int256,uint160,uint128,int24)")
 PASSWORD_ENV = "MEVSTACK_E2E_TEST_KEY_PASSWORD"
-
-
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    with Anvil(chain_id=1, balance_eth=1_000_000) as node:
-        dep = await asyncio.to_thread(deploy_chain, node.rpc_url)
-        with DevnetRpc(node.rpc_url, timeout=60) as rpc:
-            yield await equip_for_execution(node, dep, rpc, tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture

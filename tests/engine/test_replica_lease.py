@@ -10,49 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mevstack.api.view import NotAvailable
 from mevstack.bus import MemoryBus, open_bus
-from mevstack.devnet.anvil import Anvil
-from mevstack.devnet.deploy import deploy_chain
-from mevstack.devnet.rpc import DevnetRpc
 from mevstack.engine.engine import Engine
 from mevstack.events import Event
 from mevstack.execution.lease import RedisLease
 from mevstack.store import Store
 from tests.engine.test_execution_e2e import PASSWORD_ENV, planted_opportunity, settings_for
 from tests.engine.world import ExecutionWorld as World
-from tests.engine.world import equip_for_execution
 from tests.redis_server import RedisServer
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    with Anvil(chain_id=1, balance_eth=1_000_000) as node:
-        dep = await asyncio.to_thread(deploy_chain, node.rpc_url)
-        with DevnetRpc(node.rpc_url, timeout=60) as rpc:
-            yield await equip_for_execution(node, dep, rpc, tmp_path_factory.mktemp("keys"))
-
-
 @pytest.fixture
 def w(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv(PASSWORD_ENV, world.password)
     yield world
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_standby_on_a_memory_bus_never_signs(w: World, tmp_path: Path) -> None:
