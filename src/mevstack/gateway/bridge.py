@@ -18,21 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from mevstack.bus import Bus, ReplayGap, SubscriptionClosed, SubscriptionOverflow
-from mevstack.bus.base import (
-    DEFAULT_QUEUE_SIZE,
-    DEFAULT_REPLAY_SIZE,
-    BusError,
-    SubscriberSet,
-    Subscription,
-    normalize_events,
-)
+from mevstack.bus.base import BusError
+from mevstack.bus.memory import MemoryBus
 from mevstack.events import Event, EventName
 from mevstack.obs import metrics
 
@@ -106,14 +99,9 @@ async def follow_events(reader: asyncio.StreamReader, mirror: MirrorBus) -> None
             mirror.inject(Event.model_validate(doc))
 
 
-class MirrorBus:
-    """A read-only bus whose events (already stamped) come from another process's bus."""
-
-    def __init__(self, *, replay_size: int = DEFAULT_REPLAY_SIZE) -> None:
-        self._seq = 0
-        self._buffer: deque[Event] = deque(maxlen=replay_size)
-        self._subs = SubscriberSet()
-        self._closed = False
+class MirrorBus(MemoryBus):
+    """A read-only bus whose events (already stamped) come from another process's bus; it
+    subscribes and replays exactly as the in-process bus does."""
 
     def inject(self, event: Event) -> None:
         if self._closed or event.seq <= self._seq:
@@ -132,41 +120,3 @@ class MirrorBus:
         self, event: EventName | str, chain: str | None, data: Mapping[str, Any]
     ) -> Event:
         raise BusError("this bus mirrors the engine's events and cannot publish")
-
-    async def subscribe(
-        self,
-        name: str,
-        events: Iterable[str] | None = None,
-        chains: Iterable[str] | None = None,
-        maxsize: int = DEFAULT_QUEUE_SIZE,
-    ) -> Subscription:
-        if self._closed:
-            raise BusError("bus is closed")
-        sub = Subscription(
-            name,
-            events=normalize_events(events),
-            chains=None if chains is None else frozenset(chains),
-            maxsize=maxsize,
-            start_seq=self._seq,
-            head_seq=lambda: self._seq,
-            on_close=self._subs.remove,
-        )
-        self._subs.add(sub)
-        return sub
-
-    async def replay(self, since_seq: int) -> list[Event]:
-        if since_seq < 0:
-            raise BusError(f"replay since seq must be >= 0, got {since_seq}")
-        if since_seq >= self._seq:
-            return []
-        oldest = self._buffer[0].seq if self._buffer else None
-        if oldest is None or oldest > since_seq + 1:
-            raise ReplayGap(since_seq, oldest)
-        return list(self._buffer)[since_seq + 1 - oldest :]
-
-    async def last_seq(self) -> int:
-        return self._seq
-
-    async def aclose(self) -> None:
-        self._closed = True
-        self._subs.close_all()
