@@ -390,21 +390,23 @@ async def _measure_demo(world: DemoWorld) -> list[Result]:
     return results
 
 
+def demo_options(tmp: Path) -> DemoOptions:
+    """The five-chain demo on free ports, its state under ``tmp``."""
+    ports = [free_port() for _ in range(4)]
+    return DemoOptions(
+        state_dir=tmp / "demo",
+        base_port=free_port_block(len(CHAIN_SPECS)),
+        engine_port=ports[0],
+        gateway_port=ports[1],
+        ws_port=ports[2],
+        dashboard_port=ports[3],
+    )
+
+
 def run_demo_load() -> list[Result]:
     """Block-to-opportunity latency while the whole five-chain demo runs in this process."""
-    base = free_port_block(len(CHAIN_SPECS))
-    ports = [free_port() for _ in range(4)]
-    with tempfile.TemporaryDirectory() as tmp:
-        options = DemoOptions(
-            state_dir=Path(tmp) / "demo",
-            base_port=base,
-            engine_port=ports[0],
-            gateway_port=ports[1],
-            ws_port=ports[2],
-            dashboard_port=ports[3],
-        )
-        with demo_world(options) as world:
-            return asyncio.run(_measure_demo(world))
+    with tempfile.TemporaryDirectory() as tmp, demo_world(demo_options(Path(tmp))) as world:
+        return asyncio.run(_measure_demo(world))
 
 
 def run() -> list[Result]:

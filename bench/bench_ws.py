@@ -40,14 +40,11 @@ from typing import Any
 import httpx
 import orjson
 import websockets
-from tests.ports import free_port_block
 from tests.waiting import wait_until
 
-from bench.bench_engine import _loop_lag, _observe_heads, _percentile
+from bench.bench_engine import _loop_lag, _observe_heads, _percentile, demo_options
 from bench.result import Result
-from mevstack.devnet.anvil import free_port
-from mevstack.devnet.demo import DemoOptions, DemoWorld, demo_world
-from mevstack.devnet.network import CHAIN_SPECS
+from mevstack.devnet.demo import DemoWorld, demo_world
 from mevstack.engine.engine import running_stack
 from mevstack.events import EVENT_NAMES, EventName
 
@@ -379,19 +376,8 @@ async def _measure(world: DemoWorld) -> list[Result]:
 
 
 def run() -> list[Result]:
-    base = free_port_block(len(CHAIN_SPECS))
-    ports = [free_port() for _ in range(4)]
-    with tempfile.TemporaryDirectory() as tmp:
-        options = DemoOptions(
-            state_dir=Path(tmp) / "demo",
-            base_port=base,
-            engine_port=ports[0],
-            gateway_port=ports[1],
-            ws_port=ports[2],
-            dashboard_port=ports[3],
-        )
-        with demo_world(options) as world:
-            return asyncio.run(_measure(world))
+    with tempfile.TemporaryDirectory() as tmp, demo_world(demo_options(Path(tmp))) as world:
+        return asyncio.run(_measure(world))
 
 
 if __name__ == "__main__":
