@@ -169,6 +169,15 @@ def nonce_of(w: World) -> int:
     return int(w.rpc.call("eth_getTransactionCount", [w.operator.address, "latest"]), 16)
 
 
+def live_backrun(published: list[Opportunity], trigger: str) -> Opportunity | None:
+    """The latest published sighting of the backrun behind ``trigger`` while it is live."""
+    found = None
+    for o in published:
+        if o.kind == "backrun" and str(o.trigger_tx).lower() == trigger:
+            found = o if o.status == "detected" else None
+    return found
+
+
 async def market_with(runtime: ChainRuntime, *pools: str) -> None:
     """Wait until the runtime's market holds ``pools`` and its head stream has a block."""
 
@@ -521,11 +530,7 @@ async def test_a_backrun_is_priced_behind_a_pending_swap_ordered_ahead_of_its_tr
     runtime.opportunity_listeners.append(published.extend)
 
     def backrun(trigger: str) -> Opportunity | None:
-        found = None
-        for o in published:
-            if o.kind == "backrun" and str(o.trigger_tx).lower() == trigger:
-                found = o if o.status == "detected" else None
-        return found
+        return live_backrun(published, trigger)
 
     await market_with(runtime, uni.address, sushi.address)
     other = str(w.rpc.call("eth_accounts", [])[4])
@@ -587,11 +592,7 @@ async def test_a_swap_landing_between_trigger_and_backrun_is_priced_and_simulate
     runtime.opportunity_listeners.append(published.extend)
 
     def backrun(trigger: str) -> Opportunity | None:
-        found = None
-        for o in published:
-            if o.kind == "backrun" and str(o.trigger_tx).lower() == trigger:
-                found = o if o.status == "detected" else None
-        return found
+        return live_backrun(published, trigger)
 
     await market_with(runtime, uni.address, sushi.address)
     other = str(w.rpc.call("eth_accounts", [])[4])
