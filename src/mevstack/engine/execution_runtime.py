@@ -564,10 +564,6 @@ class ChainExecution:
 
     # -- following trades -------------------------------------------------------------------------
 
-    async def _receipt(self, tx: str) -> Mapping[str, Any] | None:
-        receipt = await self.rpc.request("eth_getTransactionReceipt", [tx])
-        return receipt if isinstance(receipt, Mapping) and receipt.get("blockNumber") else None
-
     async def _head(self) -> int:
         return int(await self.rpc.request("eth_blockNumber", []), 16)
 
@@ -582,7 +578,7 @@ class ChainExecution:
                 continue
             receipt = None
             for tx in reversed(trade.tx_hashes):
-                if (receipt := await self._receipt(tx)) is not None:
+                if (receipt := await self.tracker.receipt(tx)) is not None:
                     break
             current = self.store.get_trade(trade.id)
             if current is None or current.status != "submitted":
@@ -615,7 +611,7 @@ class ChainExecution:
         if watch.since is None:
             watch.since = head
         for cancel in watch.cancels:
-            if (receipt := await self._receipt(cancel)) is not None:
+            if (receipt := await self.tracker.receipt(cancel)) is not None:
                 return await self.tracker.fail(
                     trade,
                     f"not landed within {self.config.resubmit_after_blocks} blocks; its nonce "
@@ -641,7 +637,7 @@ class ChainExecution:
             # the receipts were read before the count: one of ours may have been mined since,
             # and then it is the trade's own result, settled by the next pass
             for tx in trade.tx_hashes:
-                if await self._receipt(tx) is not None:
+                if await self.tracker.receipt(tx) is not None:
                     return None
             return await self._give_up(
                 trade,

@@ -76,7 +76,8 @@ class Tracker:
         (value,) = abi_decode(["uint256"], bytes.fromhex(str(raw)[2:]))
         return int(value)
 
-    async def _receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
+    async def receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
+        """The transaction's receipt once it is mined, else None."""
         receipt = await self.rpc.request("eth_getTransactionReceipt", [tx_hash])
         return receipt if isinstance(receipt, dict) and receipt.get("blockNumber") else None
 
@@ -158,7 +159,7 @@ class Tracker:
             raise TrackingTimeout(f"trade {trade_id} has no transaction to follow")
         deadline = time.monotonic() + within
         poll = min(max(self.chain.block_time / 10, 0.01), 0.5)
-        while (receipt := await self._receipt(trade.tx_hashes[-1])) is None:
+        while (receipt := await self.receipt(trade.tx_hashes[-1])) is None:
             if time.monotonic() > deadline:
                 raise TrackingTimeout(f"trade {trade_id} not mined within {within} s")
             await asyncio.sleep(poll)  # polling the receipt with a deadline
@@ -173,7 +174,7 @@ class Tracker:
             for trade in page.items:
                 if trade.confirmations >= confirmations or not trade.tx_hashes:
                     continue
-                receipt = await self._receipt(trade.tx_hashes[-1])
+                receipt = await self.receipt(trade.tx_hashes[-1])
                 block = None if receipt is None else int(receipt["blockNumber"], 16)
                 if (
                     block is not None
@@ -225,7 +226,7 @@ class Tracker:
                     or trade.block_number < head - window
                 ):
                     continue
-                receipt = await self._receipt(trade.tx_hashes[-1])
+                receipt = await self.receipt(trade.tx_hashes[-1])
                 block = None if receipt is None else int(receipt["blockNumber"], 16)
                 if block == trade.block_number and _same_block(trade, receipt):
                     continue
@@ -248,7 +249,7 @@ class Tracker:
                 if not trade.tx_hashes:
                     changed.append(await self.fail(trade, "never signed (stopped before)"))
                     continue
-                receipt = await self._receipt(trade.tx_hashes[-1])
+                receipt = await self.receipt(trade.tx_hashes[-1])
                 if receipt is not None:
                     changed.append(await self.settle(trade, receipt))
                     continue
